@@ -1,0 +1,139 @@
+package otelx
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.uber.org/goleak"
+
+	"github.com/sluice-go/sluice"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func setup(t *testing.T) (*Telemetry, *tracetest.SpanRecorder, *sdkmetric.ManualReader) {
+	t.Helper()
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() {
+		_ = tp.Shutdown(context.Background())
+		_ = mp.Shutdown(context.Background())
+	})
+	return New(WithTracerProvider(tp), WithMeterProvider(mp)), sr, reader
+}
+
+// Sum returns the value of an int64 sum metric for the data point whose
+// attributes include all of want.
+func sum(t *testing.T, reader *sdkmetric.ManualReader, name string, want ...attribute.KeyValue) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			s, ok := m.Data.(metricdata.Sum[int64])
+			if !ok {
+				t.Fatalf("%s is %T", name, m.Data)
+			}
+		points:
+			for _, dp := range s.DataPoints {
+				for _, kv := range want {
+					if v, ok := dp.Attributes.Value(kv.Key); !ok || v != kv.Value {
+						continue points
+					}
+				}
+				total += dp.Value
+			}
+		}
+	}
+	return total
+}
+
+func TestRejectedEveryLayerAndReason(t *testing.T) {
+	tel, sr, reader := setup(t)
+	for _, layer := range sluice.Layers() {
+		rec := tel.Recorder(layer, "p")
+		for _, reason := range layer.Reasons() {
+			ctx, span := tel.Tracer().Start(context.Background(), "op")
+			e := &sluice.Error{Layer: layer, Reason: reason, RetryAfter: 1500 * time.Millisecond}
+			rec.Rejected(ctx, e)
+			span.End()
+			got := map[attribute.Key]attribute.Value{}
+			spans := sr.Ended()
+			for _, kv := range spans[len(spans)-1].Attributes() {
+				got[kv.Key] = kv.Value
+			}
+			if got[AttrLayer].AsString() != string(layer) || got[AttrErrorType].AsString() != string(reason) ||
+				got[AttrOutcome].AsString() != string(OutcomeOf(reason)) || got[AttrPolicyName].AsString() != "p" ||
+				got[AttrRetryAfter].AsFloat64() != 1.5 {
+				t.Errorf("%s/%s: span attributes %v", layer, reason, got)
+			}
+			if n := sum(t, reader, MetricRequests, AttrLayer.String(string(layer)),
+				AttrErrorType.String(string(reason))); n != 1 {
+				t.Errorf("%s/%s: %s = %d, want 1", layer, reason, MetricRequests, n)
+			}
+		}
+	}
+}
+
+func TestAllowedCountsWithoutError(t *testing.T) {
+	tel, _, reader := setup(t)
+	rec := tel.Recorder(sluice.LayerBulkhead, "vendor")
+	for i := 0; i < 3; i++ {
+		rec.Allowed(context.Background())
+	}
+	if n := sum(t, reader, MetricRequests, AttrOutcome.String("allowed")); n != 3 {
+		t.Fatalf("allowed = %d, want 3", n)
+	}
+	rec.ActiveAdd(context.Background(), 1)
+	rec.ActiveAdd(context.Background(), 1)
+	rec.ActiveAdd(context.Background(), -1)
+	if n := sum(t, reader, MetricActive, AttrLayer.String("bulkhead")); n != 1 {
+		t.Fatalf("active = %d, want 1", n)
+	}
+	rec.Degraded(context.Background())
+	if n := sum(t, reader, MetricDegraded, AttrLayer.String("bulkhead")); n != 1 {
+		t.Fatalf("degraded = %d, want 1", n)
+	}
+}
+
+func TestNilRecorderIsNoop(t *testing.T) {
+	var r *Recorder
+	ctx := context.Background()
+	r.Allowed(ctx)
+	r.Rejected(ctx, sluice.ErrCircuitOpen)
+	r.QueueWait(ctx, time.Second)
+	r.ActiveAdd(ctx, 1)
+	r.Degraded(ctx)
+	r.CircuitState(ctx, CircuitOpen)
+	r.RetryAttempt(ctx)
+	r.Canceled(ctx)
+}
+
+func TestAllowedDoesNotAllocate(t *testing.T) {
+	tel, _, _ := setup(t)
+	rec := tel.Recorder(sluice.LayerBulkhead, "vendor")
+	ctx := context.Background()
+	rec.Allowed(ctx) // first call creates the data point
+	// The floor is the SDK's own cost of one Add with a precomputed set.
+	set := metric.WithAttributeSet(attribute.NewSet(AttrLayer.String("x")))
+	tel.requests.Add(ctx, 1, set)
+	floor := testing.AllocsPerRun(100, func() { tel.requests.Add(ctx, 1, set) })
+	if n := testing.AllocsPerRun(100, func() { rec.Allowed(ctx) }); n > floor {
+		t.Fatalf("Allowed allocates %.1f times per call; a bare Add allocates %.1f", n, floor)
+	}
+}
