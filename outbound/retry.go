@@ -47,11 +47,15 @@ type RetrySettings struct {
 	// failsafe-go budget with BudgetRatio and BudgetMin; pass your own
 	// (budget.NewBuilder()...Build()) to share one between clients. A retry
 	// refused by the budget fails the call with
-	// retry/retry_budget_exhausted. With c calls in flight, at most
+	// retry/retry_budget_exhausted. failsafe-go counts a pending retry as
+	// an execution too, so with c calls in flight in this layer and
+	// r = BudgetRatio < 1, at most
 	//
-	//	max(BudgetMin, ⌊BudgetRatio·c⌋ + 1)
+	//	max(BudgetMin, ⌊r·c/(1−r)⌋ + 1)
 	//
-	// retries are pending at any moment.
+	// retries are pending at any moment (23 for c = 200, r = 0.1): the load
+	// an outage adds stays near r of the calls. A shared Budget counts the
+	// calls of every client using it.
 	Budget budget.Budget
 	// BudgetRatio is the budget's max rate. Default 0.2.
 	BudgetRatio float64
