@@ -1,1 +1,65 @@
+// Package outbound makes calls to a vendor API safe under load: an
+// http.Client whose transport is a chain of resilience layers built on
+// failsafe-go policies.
+//
+//	client := outbound.NewClient(
+//		outbound.WithName("openai"),
+//		outbound.WithRetry(outbound.RetrySettings{MaxAttempts: 3}),
+//		outbound.WithCircuitBreaker(outbound.BreakerSettings{}),
+//		outbound.WithRateLimit(outbound.RateLimitSettings{Requests: 50, Period: time.Second, MaxWait: time.Second}),
+//		outbound.WithBulkhead(64, 2*time.Second),
+//		outbound.WithStreamingAttemptTimeout(30*time.Second),
+//	)
+//	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, body)
+//	req.Header.Set("Idempotency-Key", key) // makes the POST replay-safe
+//	resp, err := client.Do(req)
+//	if sluice.IsOverload(err) {
+//		// shed: a layer said no, do not retry
+//	}
+//
+// # Order
+//
+// Whatever the order of the options, the chain is composed in one canonical
+// order, outermost first:
+//
+//	pipeline span → retry → circuit breaker → global rate limiter →
+//	local rate limiter → bulkhead → call timeout → attempt span → transport
+//
+// and each position is there for a reason:
+//
+//   - Retry is outermost, so a backoff or Retry-After wait holds no bulkhead
+//     permit, no rate-limit reservation and no socket (a test pins this).
+//     Every retry passes the breaker and the limits again.
+//   - The breaker comes before the limits, so an open circuit costs no quota
+//     and no queueing; it counts vendor failures only (5xx, 429, timeouts,
+//     transport errors), never our own rejections or other 4xx.
+//   - The global (fleet-wide) limit comes before the local one, and both
+//     before the bulkhead: a call waits for a rate permit without holding a
+//     concurrency permit.
+//   - The bulkhead sits closest to the socket and holds its permit until the
+//     response body is closed or read to EOF, so a stream counts for its
+//     whole life.
+//   - The call timeout bounds one attempt and cancels it, closing its
+//     socket; the attempt span (otelhttp) inside it records each attempt,
+//     resends marked with http.request.resend_count.
+//
+// # Errors
+//
+// Every rejection is a *sluice.Error naming its layer and reason. Overload
+// signals (queue_timeout, bulkhead_full, circuit_open, local rate_limited)
+// come back after exactly one attempt: they are never retried. A caller's own
+// cancellation or deadline comes back as its context's error. No wait starts
+// that cannot end before the context's deadline: the retry layer fails at
+// once with retry/deadline_exceeded, and a queue fails with queue_timeout.
+//
+// # Retries
+//
+// Only replay-safe requests are retried: idempotent methods, or any request
+// with an Idempotency-Key header (RetrySettings.AddIdempotencyKey adds one).
+// Bodies are replayed with GetBody; a response about to be retried is
+// drained (at most 4 KiB) and closed first. A failsafe-go budget caps
+// pending retries at a share of the calls in flight (see RetrySettings.Budget
+// for the exact bound).
+//
+// Clients and their RoundTrippers are safe for concurrent use.
 package outbound

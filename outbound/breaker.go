@@ -1,0 +1,172 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sluice-go/sluice"
+	"github.com/sluice-go/sluice/internal/httpx"
+	"github.com/sluice-go/sluice/otelx"
+)
+
+// BreakerSettings configures the circuit breaker of WithCircuitBreaker. The
+// zero value is usable: every field has a documented default.
+type BreakerSettings struct {
+	// FailureRatio opens the breaker when the share of vendor failures among
+	// the calls of the last Window reaches it. Default 0.5.
+	FailureRatio float64
+	// MinThroughput is how many calls the Window must hold before the ratio
+	// counts. Default 10.
+	MinThroughput uint
+	// Window is the sliding window of the ratio. Default 10s.
+	Window time.Duration
+	// OpenDelay is how long the breaker stays open before it lets probes
+	// through (half-open). Default 5s.
+	OpenDelay time.Duration
+	// HalfOpenProbes is how many probes are let through when half-open; all
+	// must succeed to close the breaker, and one failure opens it again.
+	// Default 1.
+	HalfOpenProbes uint
+	// MaxRetryAfterDelay, when positive, lets a vendor's Retry-After on the
+	// failure that opened the breaker (or any failure while open) keep it open
+	// longer than OpenDelay, up to this much. Default 0: ignore Retry-After.
+	MaxRetryAfterDelay time.Duration
+	// IsFailure says whether an attempt's outcome is a vendor failure. Nil
+	// means IsVendorFailure. Outcomes that are neither failures nor our own
+	// rejections (below) count as successes.
+	IsFailure func(*http.Response, error) bool
+}
+
+// IsVendorFailure is the breaker's default failure predicate: 5xx and 429
+// responses, call timeouts, the transport's timeouts and other transport
+// errors. Other 4xx are the vendor working as intended, and our own
+// rejections (rate limits, bulkhead) never reached it: neither counts.
+func IsVendorFailure(resp *http.Response, err error) bool {
+	if err != nil {
+		if e := sluice.ErrorOf(err); e != nil {
+			return e.Layer == sluice.LayerCallTimeout || e.Layer == sluice.LayerTransport
+		}
+		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	}
+	return resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
+}
+
+// WithCircuitBreaker adds a failsafe-go circuit breaker that counts vendor
+// failures only. While it is open, calls fail at once with
+// circuit_breaker/circuit_open, whose RetryAfter is the time left until it
+// half-opens. Panics if FailureRatio is outside (0, 1].
+func WithCircuitBreaker(s BreakerSettings) Option {
+	if s.FailureRatio == 0 {
+		s.FailureRatio = 0.5
+	}
+	if s.FailureRatio < 0 || s.FailureRatio > 1 {
+		panic("outbound: WithCircuitBreaker: FailureRatio must be in (0, 1]")
+	}
+	if s.MinThroughput == 0 {
+		s.MinThroughput = 10
+	}
+	if s.Window <= 0 {
+		s.Window = 10 * time.Second
+	}
+	if s.OpenDelay <= 0 {
+		s.OpenDelay = 5 * time.Second
+	}
+	if s.HalfOpenProbes == 0 {
+		s.HalfOpenProbes = 1
+	}
+	if s.IsFailure == nil {
+		s.IsFailure = IsVendorFailure
+	}
+	return func(c *config) { c.setSlot(slotCircuitBreaker, breakerLayer(s), "WithCircuitBreaker") }
+}
+
+type breakerLayer BreakerSettings
+
+func (l breakerLayer) wrap(next http.RoundTripper, e *env) http.RoundTripper {
+	b := &breakerRoundTripper{next: next, isFailure: l.IsFailure, maxRA: l.MaxRetryAfterDelay,
+		rec: e.tel.Recorder(sluice.LayerCircuitBreaker, e.name)}
+	rec := b.rec
+	b.cb = circuitbreaker.NewBuilder[*http.Response]().
+		WithFailureRateThreshold(l.FailureRatio, l.MinThroughput, l.Window).
+		WithSuccessThreshold(l.HalfOpenProbes).
+		WithDelay(l.OpenDelay).
+		OnStateChanged(func(ev circuitbreaker.StateChangedEvent) {
+			rec.CircuitState(context.Background(), stateName(ev.NewState))
+		}).
+		Build()
+	return b
+}
+
+// breakerRoundTripper drives a failsafe-go breaker by hand
+// (TryAcquirePermit, RecordSuccess, RecordFailure) instead of through its
+// executor, which would count every error, our own rejections included.
+type breakerRoundTripper struct {
+	next      http.RoundTripper
+	cb        circuitbreaker.CircuitBreaker[*http.Response]
+	isFailure func(*http.Response, error) bool
+	maxRA     time.Duration
+	rec       *otelx.Recorder
+	// holdUntil (unix nanoseconds) keeps the breaker shut past failsafe-go's
+	// open delay when the vendor's Retry-After asks for longer.
+	holdUntil atomic.Int64
+}
+
+func (b *breakerRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	now := time.Now()
+	held := time.Duration(b.holdUntil.Load() - now.UnixNano())
+	if held > 0 || !b.cb.TryAcquirePermit() {
+		closeRequestBody(req)
+		e := sluice.NewError(sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen, circuitbreaker.ErrOpen)
+		e.RetryAfter = max(held, b.cb.RemainingDelay())
+		b.setSpanState(ctx, otelx.CircuitOpen)
+		b.rec.Rejected(ctx, e)
+		return nil, e
+	}
+	probe := !b.cb.IsClosed()
+	if probe {
+		b.setSpanState(ctx, otelx.CircuitHalfOpen)
+	}
+	b.rec.Allowed(ctx)
+	resp, err := b.next.RoundTrip(req)
+	switch {
+	case b.isFailure(resp, err):
+		b.cb.RecordFailure()
+		if resp != nil && b.maxRA > 0 && !b.cb.IsClosed() {
+			if ra, ok := httpx.RetryAfter(resp.Header, now); ok {
+				b.holdUntil.Store(now.Add(min(ra, b.maxRA)).UnixNano())
+			}
+		}
+	case err == nil:
+		b.cb.RecordSuccess()
+	case probe:
+		// A probe that never reached the vendor (our own rejection, or the
+		// caller gave up). failsafe-go has no way to hand back a half-open
+		// permit without a verdict, and keeping it would wedge the breaker
+		// half-open, so count it as a failed probe: open again and retry later.
+		b.cb.RecordFailure()
+	}
+	return resp, err
+}
+
+func (b *breakerRoundTripper) setSpanState(ctx context.Context, state string) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(otelx.AttrCircuitState.String(state))
+	}
+}
+
+func stateName(s circuitbreaker.State) string {
+	switch s {
+	case circuitbreaker.OpenState:
+		return otelx.CircuitOpen
+	case circuitbreaker.HalfOpenState:
+		return otelx.CircuitHalfOpen
+	}
+	return otelx.CircuitClosed
+}

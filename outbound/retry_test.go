@@ -1,0 +1,268 @@
+package outbound
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-go/sluice"
+)
+
+// TestRetryAfterForms: a 429 asking for 2 s, in each form, is retried no
+// sooner than 2 s after the vendor sent it; with 1 s left on the deadline the
+// call fails at once with deadline_exceeded, wrapping the 429.
+func TestRetryAfterForms(t *testing.T) {
+	forms := map[string]func(sent time.Time) (http.Header, time.Time){
+		"delta-seconds": func(sent time.Time) (http.Header, time.Time) {
+			return http.Header{"Retry-After": {"2"}}, sent.Add(2 * time.Second)
+		},
+		"retry-after-ms": func(sent time.Time) (http.Header, time.Time) {
+			return http.Header{"Retry-After-Ms": {"2000"}}, sent.Add(2 * time.Second)
+		},
+		"http-date": func(sent time.Time) (http.Header, time.Time) {
+			// HTTP-dates have 1 s resolution: announce the first whole
+			// second at least 2 s away, so the wait it asks for is >= 2 s.
+			at := sent.Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
+			return http.Header{"Retry-After": {at.UTC().Format(http.TimeFormat)}}, at
+		},
+	}
+	for name, form := range forms {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			var sent, notBefore, retried time.Time
+			var seen counter
+			srv := vendor(t, func(w http.ResponseWriter, r *http.Request) {
+				if seen.add(r.URL.Path) == 1 {
+					mu.Lock()
+					sent = time.Now()
+					h, nb := form(sent)
+					notBefore = nb
+					mu.Unlock()
+					for k, v := range h {
+						w.Header()[k] = v
+					}
+					w.WriteHeader(http.StatusTooManyRequests)
+					return
+				}
+				mu.Lock()
+				retried = time.Now()
+				mu.Unlock()
+			})
+			client := NewClient(WithTransport(transport(t)), WithRetry(RetrySettings{BaseDelay: time.Millisecond}))
+
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/wait", nil)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			mu.Lock()
+			defer mu.Unlock()
+			if seen.get("/wait") != 2 {
+				t.Fatalf("attempts = %d, want 2", seen.get("/wait"))
+			}
+			if retried.Before(notBefore) || retried.Sub(sent) < 2*time.Second {
+				t.Fatalf("retried %v after the 429 (announced %v); want >= 2s", retried.Sub(sent), notBefore.Sub(sent))
+			}
+			if retried.Sub(sent) > 10*time.Second {
+				t.Fatalf("retried %v after the 429; want well under 10s", retried.Sub(sent))
+			}
+
+			// With 1 s left, the 2 s wait cannot end before the deadline.
+			ctx1, cancel1 := context.WithTimeout(context.Background(), time.Second)
+			defer cancel1()
+			req, _ = http.NewRequestWithContext(ctx1, http.MethodGet, srv.URL+"/deadline", nil)
+			mu.Unlock()
+			_, err = client.Do(req)
+			mu.Lock()
+			if ctx1.Err() != nil {
+				t.Fatalf("the call waited for the deadline: %v", err)
+			}
+			e := wantReason(t, err, sluice.LayerRetry, sluice.ReasonDeadlineExceeded)
+			var se *StatusError
+			if !errors.As(err, &se) || se.StatusCode != http.StatusTooManyRequests || e.Attempts != 1 || e.RetryAfter < time.Second {
+				t.Fatalf("err = %v; want it to wrap the 429 after 1 attempt with its Retry-After", err)
+			}
+			if seen.get("/deadline") != 1 {
+				t.Fatalf("vendor saw %d attempts, want 1", seen.get("/deadline"))
+			}
+		})
+	}
+}
+
+// TestRetryAfterAboveMaximum: a Retry-After longer than MaxRetryAfter is not
+// waited for; the error carries the vendor's RetryAfter.
+func TestRetryAfterAboveMaximum(t *testing.T) {
+	var seen counter
+	srv := vendor(t, func(w http.ResponseWriter, r *http.Request) {
+		seen.add("")
+		w.Header().Set("Retry-After", "120")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	client := NewClient(WithTransport(transport(t)), WithRetry(RetrySettings{MaxRetryAfter: 30 * time.Second}))
+	_, err := client.Get(srv.URL)
+	e := wantReason(t, err, sluice.LayerRetry, sluice.ReasonRetriesExhausted)
+	if e.RetryAfter != 120*time.Second || e.Attempts != 1 || seen.get("") != 1 {
+		t.Fatalf("err = %v (retry after %v) after %d attempts", err, e.RetryAfter, seen.get(""))
+	}
+}
+
+// TestShouldRetryHeader: x-should-retry: false stops retries of a 503.
+func TestShouldRetryHeader(t *testing.T) {
+	var seen counter
+	srv := vendor(t, func(w http.ResponseWriter, r *http.Request) {
+		seen.add("")
+		w.Header().Set("X-Should-Retry", "false")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	client := NewClient(WithTransport(transport(t)), WithRetry(RetrySettings{BaseDelay: time.Millisecond}))
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 503 || seen.get("") != 1 {
+		t.Fatalf("status %d after %d attempts; want 503 after 1", resp.StatusCode, seen.get(""))
+	}
+}
+
+// TestRetriesExhausted: the final error counts the attempts and wraps the
+// last cause; every retried response was drained and closed (the vendor's
+// connection is reused).
+func TestRetriesExhausted(t *testing.T) {
+	var seen counter
+	srv := vendor(t, func(w http.ResponseWriter, r *http.Request) {
+		seen.add("")
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = io.WriteString(w, strings.Repeat("e", 1000))
+	})
+	client := NewClient(WithTransport(transport(t)), WithRetry(RetrySettings{MaxAttempts: 4, BaseDelay: time.Millisecond}))
+	_, err := client.Get(srv.URL)
+	e := wantReason(t, err, sluice.LayerRetry, sluice.ReasonRetriesExhausted)
+	var se *StatusError
+	if e.Attempts != 4 || seen.get("") != 4 || !errors.As(err, &se) || se.StatusCode != 502 {
+		t.Fatalf("err = %v after %d vendor attempts; want 4 attempts wrapping the 502", err, seen.get(""))
+	}
+	if !strings.Contains(err.Error(), "after 4 attempt(s)") {
+		t.Fatalf("error text %q does not say how many attempts", err)
+	}
+}
+
+// TestTransportErrorRetried: connection refused is retried, and the last
+// cause is wrapped.
+func TestTransportErrorRetried(t *testing.T) {
+	srv := vendor(t, func(http.ResponseWriter, *http.Request) {})
+	url := srv.URL
+	srv.Close()
+	client := NewClient(WithTransport(transport(t)), WithRetry(RetrySettings{MaxAttempts: 2, BaseDelay: time.Millisecond}))
+	_, err := client.Get(url)
+	e := wantReason(t, err, sluice.LayerRetry, sluice.ReasonRetriesExhausted)
+	if e.Attempts != 2 || e.Err == nil {
+		t.Fatalf("err = %v; want 2 attempts wrapping the refusal", err)
+	}
+}
+
+// TestIdempotency: a POST without Idempotency-Key is sent once; with one it
+// is retried and its body arrives intact every time; AddIdempotencyKey adds
+// one key, the same on every attempt.
+func TestIdempotency(t *testing.T) {
+	const payload = `{"prompt":"hello, vendor"}`
+	type seenReq struct{ body, key string }
+	var mu sync.Mutex
+	got := map[string][]seenReq{}
+	srv := vendor(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got[r.URL.Path] = append(got[r.URL.Path], seenReq{string(b), r.Header.Get("Idempotency-Key")})
+		n := len(got[r.URL.Path])
+		mu.Unlock()
+		if n < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	post := func(client *http.Client, path, key string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, bytes.NewBufferString(payload))
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		_ = resp.Body.Close()
+		return resp
+	}
+	retry := RetrySettings{MaxAttempts: 3, BaseDelay: time.Millisecond}
+	client := NewClient(WithTransport(transport(t)), WithRetry(retry))
+
+	if resp := post(client, "/nokey", ""); resp.StatusCode != 503 || len(got["/nokey"]) != 1 {
+		t.Fatalf("POST without key: status %d after %d attempts; want 503 after 1", resp.StatusCode, len(got["/nokey"]))
+	}
+	if resp := post(client, "/key", "k-1"); resp.StatusCode != 200 || len(got["/key"]) != 3 {
+		t.Fatalf("POST with key: status %d after %d attempts; want 200 after 3", resp.StatusCode, len(got["/key"]))
+	}
+	retry.AddIdempotencyKey = true
+	auto := NewClient(WithTransport(transport(t)), WithRetry(retry))
+	if resp := post(auto, "/auto", ""); resp.StatusCode != 200 || len(got["/auto"]) != 3 {
+		t.Fatalf("POST with added key: status %d after %d attempts; want 200 after 3", resp.StatusCode, len(got["/auto"]))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, path := range []string{"/key", "/auto"} {
+		for i, s := range got[path] {
+			if s.body != payload {
+				t.Errorf("%s attempt %d: body %q", path, i+1, s.body)
+			}
+			if s.key == "" || s.key != got[path][0].key {
+				t.Errorf("%s attempt %d: Idempotency-Key %q, first %q", path, i+1, s.key, got[path][0].key)
+			}
+		}
+	}
+}
+
+// TestCallerCancellationIsTheContextError: a caller that gives up during a
+// backoff gets its context's error, not a layer's.
+func TestCallerCancellationIsTheContextError(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := vendor(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "5")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		cancel() // the caller gives up while the retry layer waits
+	})
+	client := NewClient(WithTransport(transport(t)), WithRetry(RetrySettings{}))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	_, err := client.Do(req)
+	if !errors.Is(err, context.Canceled) || sluice.ErrorOf(err) != nil {
+		t.Fatalf("err = %v; want context.Canceled and no *sluice.Error", err)
+	}
+}
+
+// TestOptionsRefuseImpossibleSettings: programmer errors panic at
+// construction with the package's prefix.
+func TestOptionsRefuseImpossibleSettings(t *testing.T) {
+	for name, f := range map[string]func(){
+		"smooth interval rounds to zero": func() { WithRateLimit(RateLimitSettings{Requests: 2, Period: time.Nanosecond}) },
+		"zero rate":                      func() { WithRateLimit(RateLimitSettings{Period: time.Second}) },
+		"bulkhead of zero":               func() { WithBulkhead(0, 0) },
+		"zero attempt timeout":           func() { WithAttemptTimeout(0) },
+		"negative retry":                 func() { WithRetry(RetrySettings{MaxAttempts: -1}) },
+		"budget ratio above 1":           func() { WithRetry(RetrySettings{BudgetRatio: 2}) },
+		"failure ratio above 1":          func() { WithCircuitBreaker(BreakerSettings{FailureRatio: 1.5}) },
+		"same layer twice":               func() { NewClient(WithBulkhead(1, 0), WithBulkhead(2, 0)) },
+		"nil option":                     func() { NewClient(nil) },
+	} {
+		t.Run(name, func(t *testing.T) { mustPanic(t, f) })
+	}
+	// A smooth rate that does not round to zero is fine.
+	_ = WithRateLimit(RateLimitSettings{Requests: 1000, Period: time.Second})
+}
