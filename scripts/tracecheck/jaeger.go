@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"time"
+)
+
+const (
+	jaegerQuery  = "http://127.0.0.1:16686"
+	jaegerHealth = "http://127.0.0.1:13133/status"
+	otlpHTTP     = "http://127.0.0.1:4318"
+)
+
+// startJaeger starts the Jaeger binary with the config and waits until its
+// query API answers.
+func startJaeger(bin, config, logPath string) (stop func(), err error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--config", config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start jaeger: %w", err)
+	}
+	stop = func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logf.Close()
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(jaegerQuery + "/api/services")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return stop, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return nil, fmt.Errorf("jaeger query API not up after 60s (log: %s)", logPath)
+		}
+		time.Sleep(200 * time.Millisecond) // polling for readiness
+	}
+}
+
+type tracesResponse struct {
+	Data []struct {
+		TraceID string `json:"traceID"`
+		Spans   []struct {
+			OperationName string `json:"operationName"`
+			Tags          []struct {
+				Key   string `json:"key"`
+				Value any    `json:"value"`
+			} `json:"tags"`
+		} `json:"spans"`
+	} `json:"data"`
+}
+
+// findTraces asks Jaeger for traces of service with every tag in tags and
+// returns how many it found.
+func findTraces(ctx context.Context, service string, tags map[string]string) (int, error) {
+	tj, _ := json.Marshal(tags)
+	q := url.Values{"service": {service}, "tags": {string(tj)}, "limit": {"20"}, "lookback": {"1h"}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, jaegerQuery+"/api/traces?"+q.Encode(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("jaeger /api/traces: %s", resp.Status)
+	}
+	var tr tracesResponse
+	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil {
+		return 0, fmt.Errorf("jaeger /api/traces: %w", err)
+	}
+	return len(tr.Data), nil
+}
+
+// waitTraces polls Jaeger until it has a trace with the tags or the deadline
+// passes (spans arrive through a batch processor on both sides).
+func waitTraces(service string, tags map[string]string, within time.Duration) (int, error) {
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		n, err := findTraces(ctx, service, tags)
+		cancel()
+		if n > 0 || time.Now().After(deadline) {
+			return n, err
+		}
+		time.Sleep(250 * time.Millisecond) // polling the query API
+	}
+}

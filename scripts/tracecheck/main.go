@@ -1,0 +1,225 @@
+// Command tracecheck is the end-to-end telemetry check: it starts Jaeger
+// (in-memory, bound to 127.0.0.1), runs the example app exporting traces to
+// it, drives traffic that trips every inbound layer and the main outbound
+// ones, and fails unless Jaeger's query API finds spans tagged with each
+// expected resilience.layer and error.type.
+//
+//	go run ./scripts/tracecheck -jaeger tools/bin/jaeger -app /tmp/ginapp
+//
+// scripts/jaeger-e2e.sh builds both binaries and runs it; .ci/run calls that.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// phase is one run of the app with a configuration chosen to trip some layers.
+type phase struct {
+	name   string
+	env    []string
+	drive  func(base string)
+	expect [][2]string // {resilience.layer, error.type}
+}
+
+func main() {
+	jaegerBin := flag.String("jaeger", "tools/bin/jaeger", "the Jaeger binary")
+	config := flag.String("config", "scripts/jaeger.yaml", "the Jaeger config")
+	appBin := flag.String("app", "", "the example app binary")
+	logDir := flag.String("logs", os.TempDir(), "where to write the Jaeger and app logs")
+	flag.Parse()
+	if *appBin == "" {
+		fmt.Fprintln(os.Stderr, "tracecheck: -app is required")
+		os.Exit(2)
+	}
+	if err := run(*jaegerBin, *config, *appBin, *logDir); err != nil {
+		fmt.Fprintln(os.Stderr, "tracecheck: FAIL:", err)
+		os.Exit(1)
+	}
+}
+
+func run(jaegerBin, config, appBin, logDir string) error {
+	stop, err := startJaeger(jaegerBin, config, filepath.Join(logDir, "tracecheck-jaeger.log"))
+	if err != nil {
+		return err
+	}
+	defer stop()
+	var missing []string
+	checked := 0
+	for _, ph := range phases() {
+		service := fmt.Sprintf("sluice-tracecheck-%s-%d", ph.name, os.Getpid())
+		if err := runApp(appBin, service, ph, filepath.Join(logDir, "tracecheck-"+ph.name+".log")); err != nil {
+			return fmt.Errorf("phase %s: %w", ph.name, err)
+		}
+		for _, lr := range ph.expect {
+			tags := map[string]string{"resilience.layer": lr[0], "error.type": lr[1]}
+			n, err := waitTraces(service, tags, 20*time.Second)
+			checked++
+			status := "ok"
+			if err != nil || n == 0 {
+				status = fmt.Sprintf("MISSING (%v)", err)
+				missing = append(missing, ph.name+": "+lr[0]+"/"+lr[1])
+			}
+			fmt.Printf("tracecheck: %-8s %-20s %-24s traces=%-3d %s\n", ph.name, lr[0], lr[1], n, status)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%d of %d expected layer/reason pairs not found in Jaeger: %s", len(missing), checked,
+			strings.Join(missing, ", "))
+	}
+	fmt.Printf("tracecheck: all %d layer/reason pairs found in Jaeger\n", checked)
+	return nil
+}
+
+// runApp starts the app with the phase's environment, waits for /healthz,
+// drives the traffic, then stops it with SIGTERM so it flushes its spans.
+func runApp(bin, service string, ph phase, logPath string) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "SLUICE_ADDR="+addr, "OTEL_EXPORTER_OTLP_ENDPOINT="+otlpHTTP,
+		"OTEL_SERVICE_NAME="+service, "VENDOR_URL=", "REDIS_URL=")
+	cmd.Env = append(cmd.Env, ph.env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	base := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("app exited before serving: %v (log: %s)", err, logPath)
+		default:
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			return fmt.Errorf("app not serving after 30s (log: %s)", logPath)
+		}
+		time.Sleep(100 * time.Millisecond) // polling for readiness
+	}
+	ph.drive(base)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			return fmt.Errorf("app exited with %v after SIGTERM (log: %s)", err, logPath)
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		return fmt.Errorf("app did not stop within 30s of SIGTERM (log: %s)", logPath)
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
+
+func chat(base, key string) int {
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/chat", strings.NewReader(`{"prompt":"hi"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-API-Key", key)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// burst sends n requests at once, from n users unless one key is given.
+func burst(base string, n int, key string) {
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k := key
+			if k == "" {
+				k = fmt.Sprintf("user-%d", i)
+			}
+			chat(base, k)
+		}()
+	}
+	wg.Wait()
+}
+
+// repeat runs f every gap until d has passed.
+func repeat(d, gap time.Duration, f func()) {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		f()
+		time.Sleep(gap) // pacing the traffic
+	}
+}
+
+func phases() []phase {
+	return []phase{
+		{
+			name: "inbound",
+			env: []string{"SLUICE_MAX_INFLIGHT=12", "SLUICE_USER_RATE=3-S", "SLUICE_QUEUE_ACTIVE=2",
+				"SLUICE_QUEUE_WAITING=3", "SLUICE_QUEUE_TIMEOUT=150ms", "SLUICE_FAKE_LATENCY=400ms",
+				"SLUICE_FAKE_CAPACITY=0", "SLUICE_FAKE_RATE=0"},
+			drive: func(base string) {
+				repeat(2*time.Second, 50*time.Millisecond, func() { burst(base, 30, "") })
+				burst(base, 10, "flood")
+			},
+			expect: [][2]string{
+				{"load_shedder", "overloaded"},
+				{"user_rate_limiter", "rate_limited"},
+				{"admission_queue", "queue_full"},
+				{"admission_queue", "queue_timeout"},
+			},
+		},
+		{
+			name: "outbound",
+			env: []string{"SLUICE_MAX_INFLIGHT=500", "SLUICE_USER_RATE=1000-S", "SLUICE_QUEUE_ACTIVE=200",
+				"SLUICE_QUEUE_WAITING=200", "SLUICE_VENDOR_CONCURRENCY=2", "SLUICE_VENDOR_QUEUE_TIMEOUT=50ms",
+				"SLUICE_VENDOR_RATE=5-S", "SLUICE_ATTEMPT_TIMEOUT=150ms", "SLUICE_RETRY_ATTEMPTS=2",
+				"SLUICE_FAKE_LATENCY=300ms", "SLUICE_FAKE_CAPACITY=0", "SLUICE_FAKE_RATE=0"},
+			drive: func(base string) {
+				repeat(4*time.Second, 100*time.Millisecond, func() { burst(base, 8, "") })
+			},
+			expect: [][2]string{
+				{"bulkhead", "queue_timeout"},
+				{"local_rate_limiter", "queue_timeout"},
+				{"retry", "retries_exhausted"},
+				{"circuit_breaker", "circuit_open"},
+			},
+		},
+	}
+}
