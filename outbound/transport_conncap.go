@@ -40,7 +40,10 @@ func (t *Transport) dialContext(ctx context.Context, network, addr string) (net.
 		}
 		return nil, err
 	}
-	cctx, cancel := context.WithTimeoutCause(ctx, t.cfg.connectTimeout, t.connectCause)
+	// The connect ignores ctx's cancellation: a connect aborted halfway may
+	// already be established at the peer, and only a conn we hold can be
+	// closed the slow way that keeps the peer's count under the cap.
+	cctx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), t.cfg.connectTimeout, t.connectCause)
 	defer cancel()
 	c, err := t.cfg.dial(cctx, network, addr)
 	if err != nil || c == nil {
@@ -48,12 +51,17 @@ func (t *Transport) dialContext(ctx context.Context, network, addr string) (net.
 			err = errors.New("outbound: dial returned (nil, nil)")
 		}
 		t.limit.Release(addr)
-		if context.Cause(cctx) == t.connectCause && ctx.Err() == nil {
+		if context.Cause(cctx) == t.connectCause {
 			err = transportError(sluice.ReasonConnectTimeout, err)
 		}
 		return nil, err
 	}
-	return &capConn{Conn: c, t: t, key: addr}, nil
+	conn := &capConn{Conn: c, t: t, key: addr}
+	if err := ctx.Err(); err != nil { // nobody wants this dial any more
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }
 
 // dialTLSContext dials through dialContext and runs the TLS handshake within

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -78,6 +80,8 @@ func newTestServer(t *testing.T, proto string, h http.HandlerFunc) *testServer {
 	t.Helper()
 	s := &testServer{proto: proto, unblock: make(chan struct{})}
 	s.Server = httptest.NewUnstartedServer(h)
+	// Handshakes cut short by abandoned dials are expected here.
+	s.Server.Config.ErrorLog = log.New(io.Discard, "", 0)
 	s.listener = &countingListener{Listener: s.Server.Listener}
 	s.Server.Listener = s.listener
 	switch proto {
