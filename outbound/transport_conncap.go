@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -130,19 +131,40 @@ type capConn struct {
 	t      *Transport
 	key    string
 	closed atomic.Bool
+	// reading is held shared by Reads and exclusively by linger, which must
+	// be the only reader once the conn is closed.
+	reading sync.RWMutex
 }
 
 type closeWriter interface{ CloseWrite() error }
 
-// Close half-closes a TCP socket and returns at once; a goroutine then waits
-// up to closeLinger for the peer to close its side (discarding what it still
-// sends), closes the socket and frees the slot. Other sockets close, and free
-// their slot, at once. Only the first Close counts.
+// pastDeadline is a deadline in the past: it ends any pending Read at once.
+var pastDeadline = time.Unix(1, 0)
+
+// Read reads from the socket; after Close it fails like a closed conn.
+func (c *capConn) Read(p []byte) (int, error) {
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	c.reading.RLock()
+	defer c.reading.RUnlock()
+	if c.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Read(p)
+}
+
+// Close ends the conn for its user at once, like any Close: pending and
+// later Reads fail. A TCP socket is half-closed, and a goroutine waits up to
+// closeLinger for the peer to close its side (discarding what it still
+// sends), then closes the socket and frees the slot. Other sockets close, and
+// free their slot, at once. Only the first Close counts.
 func (c *capConn) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
 	if cw, ok := c.Conn.(closeWriter); ok && cw.CloseWrite() == nil {
+		_ = c.Conn.SetReadDeadline(pastDeadline)
 		go c.linger()
 		return nil
 	}
@@ -152,6 +174,8 @@ func (c *capConn) Close() error {
 }
 
 func (c *capConn) linger() {
+	c.reading.Lock() // the user's Reads have returned
+	defer c.reading.Unlock()
 	_ = c.Conn.SetReadDeadline(time.Now().Add(closeLinger))
 	var buf [512]byte
 	for {
