@@ -163,10 +163,14 @@ func (c *capConn) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	if cw, ok := c.Conn.(closeWriter); ok && cw.CloseWrite() == nil {
+	if cw, ok := c.Conn.(closeWriter); ok {
+		// End pending Reads before the peer hears of the close: its answer
+		// to our FIN (say, the end of a chunked body) must not reach them.
 		_ = c.Conn.SetReadDeadline(pastDeadline)
-		go c.linger()
-		return nil
+		if cw.CloseWrite() == nil {
+			go c.linger()
+			return nil
+		}
 	}
 	err := c.Conn.Close()
 	c.t.limit.Release(c.key)

@@ -182,7 +182,7 @@ func (b *exchangeRespBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	b.x.disarm(exchangeBody)
 	if err != nil {
-		if err == io.EOF {
+		if err == io.EOF && context.Cause(b.x.ctx) == nil {
 			b.x.finish()
 			return n, err
 		}
