@@ -3,5 +3,6 @@ package outbound
 import "net/http"
 
 // defaultTransport is the transport NewClient uses when WithTransport is not
-// given.
-func defaultTransport() http.RoundTripper { return http.DefaultTransport.(*http.Transport).Clone() }
+// given: NewTransport with its defaults, so the socket cap and the phase
+// timeouts are always there.
+func defaultTransport() http.RoundTripper { return NewTransport() }
