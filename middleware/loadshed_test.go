@@ -94,8 +94,8 @@ func TestLoadShedderShedsExactlyTheExcessWithoutWaiting(t *testing.T) {
 }
 
 // TestLoadShedderKeepsCriticalTrafficFlowing: cap 20, 10 critical and 30
-// low-priority slow requests at once, in any order. Low priority may fill
-// only half the cap, so all 10 critical requests pass however the race goes.
+// very-low-priority slow requests at once, in any order. VeryLow may fill
+// only half the cap (its default share), so all 10 critical requests pass however the race goes.
 func TestLoadShedderKeepsCriticalTrafficFlowing(t *testing.T) {
 	s := newSlowServer(gin.New(), LoadShedder(20, WithPriority(PriorityFromHeader(""))))
 	type result struct {
@@ -105,7 +105,7 @@ func TestLoadShedderKeepsCriticalTrafficFlowing(t *testing.T) {
 	results := make(chan result, 40)
 	var wg sync.WaitGroup
 	for i := 0; i < 40; i++ {
-		p := priority.Low
+		p := priority.VeryLow
 		if i%4 == 0 {
 			p = priority.VeryHigh
 		}
