@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
+	limiter "github.com/ulule/limiter/v3"
+	"go.opentelemetry.io/contrib/instrumentation/github.com/gin-gonic/gin/otelgin"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/sluice-go/sluice/examples/ginapp/internal/fakellm"
+	"github.com/sluice-go/sluice/middleware"
+	"github.com/sluice-go/sluice/otelx"
+	"github.com/sluice-go/sluice/outbound"
+)
+
+// App is the example service: the inbound stack in canonical order in front
+// of POST /v1/chat, and an outbound client with every layer in front of the
+// vendor.
+type App struct {
+	cfg       Config
+	tel       *Telemetry
+	engine    *gin.Engine
+	client    *http.Client
+	vendorURL string
+	fake      *fakellm.Vendor // nil when VENDOR_URL is set
+	redis     redis.UniversalClient
+	closers   []func()
+}
+
+// NewApp wires the app. It does no I/O that can fail when Redis is down: the
+// Redis-backed layers fall back until it answers.
+func NewApp(ctx context.Context, cfg Config) (*App, error) {
+	tel, err := NewTelemetry(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	a := &App{cfg: cfg, tel: tel, vendorURL: cfg.VendorURL}
+	if a.vendorURL == "" {
+		v, err := fakellm.Start(fakellm.Config{Latency: cfg.FakeLatency, Capacity: cfg.FakeCapacity,
+			Rate: cfg.FakeRate, ErrorRate: cfg.FakeErrorRate, Seed: 1, StreamInterval: 20 * time.Millisecond})
+		if err != nil {
+			return nil, err
+		}
+		a.fake = v
+		a.vendorURL = v.URL()
+		a.closers = append(a.closers, v.Close)
+	}
+	if cfg.RedisURL != "" {
+		opt, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("config: REDIS_URL: %w", err)
+		}
+		rc := middleware.NewRedisClient(opt) // tight timeouts, no retries
+		a.redis = rc
+		a.closers = append(a.closers, func() { _ = rc.Close() })
+	}
+	sl := otelx.New(otelx.WithTracerProvider(tel.TP), otelx.WithMeterProvider(tel.MP))
+	a.client = a.newClient(sl)
+	a.engine = a.newEngine(sl)
+	return a, nil
+}
+
+func (a *App) newClient(sl *otelx.Telemetry) *http.Client {
+	cfg := a.cfg
+	opts := []outbound.Option{
+		outbound.WithName("vendor"),
+		outbound.WithTransport(outbound.NewTransport(
+			outbound.WithMaxConns(cfg.VendorMaxConns),
+			outbound.WithPoolTimeout(cfg.VendorQueueTimeout),
+		)),
+		outbound.WithTelemetry(sl),
+		outbound.WithAttemptSpanOptions(otelhttp.WithTracerProvider(a.tel.TP), otelhttp.WithMeterProvider(a.tel.MP)),
+		outbound.WithRetry(outbound.RetrySettings{MaxAttempts: cfg.RetryAttempts}),
+		outbound.WithCircuitBreaker(outbound.BreakerSettings{}),
+		outbound.WithBulkhead(cfg.VendorConcurrency, cfg.VendorQueueTimeout),
+		outbound.WithStreamingAttemptTimeout(cfg.AttemptTimeout),
+	}
+	opts = append(opts, a.vendorLimitOptions()...)
+	return outbound.NewClient(opts...)
+}
+
+func (a *App) newEngine(sl *otelx.Telemetry) *gin.Engine {
+	cfg := a.cfg
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.Recovery())
+	_ = r.SetTrustedProxies(nil) // keys come from X-API-Key; never trust X-Forwarded-For here
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/metrics", gin.WrapH(a.tel.Metrics))
+
+	var store limiter.Store
+	if a.redis != nil {
+		store = middleware.NewGCRAStore(a.redis, middleware.RedisStoreOptions{Prefix: "ginapp_user"})
+	} else {
+		store = middleware.NewMemoryStore(0)
+	}
+	mw := []middleware.Option{middleware.WithTelemetry(sl)}
+	api := r.Group("/v1",
+		otelgin.Middleware(cfg.ServiceName, otelgin.WithTracerProvider(a.tel.TP), otelgin.WithMeterProvider(a.tel.MP)),
+		middleware.LoadShedder(cfg.MaxInflight, mw...),
+		requireAPIKey,
+		middleware.UserRateLimit(store, cfg.UserRate, middleware.KeyFromHeader("X-API-Key"), mw...),
+		middleware.AdmissionQueue(cfg.QueueActive, cfg.QueueWaiting, cfg.QueueTimeout, mw...),
+		middleware.Deadline(cfg.RequestTimeout),
+	)
+	api.POST("/chat", a.chatHandler)
+	return r
+}
+
+// requireAPIKey answers 401 to a request without X-API-Key: the key is who
+// the user rate limit counts against.
+func requireAPIKey(c *gin.Context) {
+	if c.GetHeader("X-API-Key") == "" {
+		writeError(c, http.StatusUnauthorized, "auth", "missing_api_key", "send your key in X-API-Key", 0)
+		return
+	}
+	c.Next()
+}
+
+// Handler is the app's http.Handler.
+func (a *App) Handler() http.Handler { return a.engine }
+
+// Close releases the fake vendor and the Redis client and flushes telemetry.
+func (a *App) Close(ctx context.Context) error {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	if t, ok := a.client.Transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+	return a.tel.Shutdown(ctx)
+}

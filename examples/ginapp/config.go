@@ -1,0 +1,181 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	limiter "github.com/ulule/limiter/v3"
+)
+
+// Config is the app's configuration, read from the environment. Every field
+// names its variable and default in docs/example-app.md.
+type Config struct {
+	Addr        string // SLUICE_ADDR, default 127.0.0.1:8080
+	VendorURL   string // VENDOR_URL; empty starts the embedded fake vendor
+	RedisURL    string // REDIS_URL; empty keeps every store in memory
+	OTLP        string // OTEL_EXPORTER_OTLP_ENDPOINT; empty exports no traces
+	ServiceName string // OTEL_SERVICE_NAME, default sluice-ginapp
+
+	MaxInflight  int           // SLUICE_MAX_INFLIGHT, default 256
+	UserRate     limiter.Rate  // SLUICE_USER_RATE, default 10-S
+	QueueActive  int           // SLUICE_QUEUE_ACTIVE, default 64
+	QueueWaiting int           // SLUICE_QUEUE_WAITING, default 128
+	QueueTimeout time.Duration // SLUICE_QUEUE_TIMEOUT, default 2s
+
+	VendorMaxConns     int           // SLUICE_VENDOR_MAX_CONNS, default 16
+	VendorRate         limiter.Rate  // SLUICE_VENDOR_RATE, default 50-S (fleet-wide)
+	VendorTokens       limiter.Rate  // SLUICE_VENDOR_TOKENS, default off; e.g. 100000-M
+	VendorConcurrency  int           // SLUICE_VENDOR_CONCURRENCY, default 8
+	VendorQueueTimeout time.Duration // SLUICE_VENDOR_QUEUE_TIMEOUT, default 1s
+	AttemptTimeout     time.Duration // SLUICE_ATTEMPT_TIMEOUT, default 10s
+	RetryAttempts      int           // SLUICE_RETRY_ATTEMPTS, default 3 (total attempts)
+	RequestTimeout     time.Duration // SLUICE_REQUEST_TIMEOUT, default 15s
+	ShutdownGrace      time.Duration // SLUICE_SHUTDOWN_GRACE, default 10s
+
+	// The embedded fake vendor, used when VENDOR_URL is unset.
+	FakeLatency   time.Duration // SLUICE_FAKE_LATENCY, default 50ms
+	FakeCapacity  int           // SLUICE_FAKE_CAPACITY, default 16 (concurrent requests; past it 503)
+	FakeRate      int           // SLUICE_FAKE_RATE, default 100 (requests/s; past it 429)
+	FakeErrorRate float64       // SLUICE_FAKE_ERROR_RATE, default 0 (fraction answered 500)
+}
+
+// LoadConfig reads the configuration from getenv (os.Getenv in main). An
+// invalid value is an error that names its variable.
+func LoadConfig(getenv func(string) string) (Config, error) {
+	p := parser{getenv: getenv}
+	c := Config{
+		Addr:        p.str("SLUICE_ADDR", "127.0.0.1:8080"),
+		VendorURL:   p.url("VENDOR_URL"),
+		RedisURL:    p.str("REDIS_URL", ""),
+		OTLP:        p.str("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+		ServiceName: p.str("OTEL_SERVICE_NAME", "sluice-ginapp"),
+
+		MaxInflight:  p.positive("SLUICE_MAX_INFLIGHT", 256),
+		UserRate:     p.rate("SLUICE_USER_RATE", "10-S"),
+		QueueActive:  p.positive("SLUICE_QUEUE_ACTIVE", 64),
+		QueueWaiting: p.nonNegative("SLUICE_QUEUE_WAITING", 128),
+		QueueTimeout: p.duration("SLUICE_QUEUE_TIMEOUT", 2*time.Second),
+
+		VendorMaxConns:     p.positive("SLUICE_VENDOR_MAX_CONNS", 16),
+		VendorRate:         p.rate("SLUICE_VENDOR_RATE", "50-S"),
+		VendorTokens:       p.rate("SLUICE_VENDOR_TOKENS", ""),
+		VendorConcurrency:  p.positive("SLUICE_VENDOR_CONCURRENCY", 8),
+		VendorQueueTimeout: p.duration("SLUICE_VENDOR_QUEUE_TIMEOUT", time.Second),
+		AttemptTimeout:     p.duration("SLUICE_ATTEMPT_TIMEOUT", 10*time.Second),
+		RetryAttempts:      p.positive("SLUICE_RETRY_ATTEMPTS", 3),
+		RequestTimeout:     p.duration("SLUICE_REQUEST_TIMEOUT", 15*time.Second),
+		ShutdownGrace:      p.duration("SLUICE_SHUTDOWN_GRACE", 10*time.Second),
+
+		FakeLatency:   p.duration("SLUICE_FAKE_LATENCY", 50*time.Millisecond),
+		FakeCapacity:  p.nonNegative("SLUICE_FAKE_CAPACITY", 16),
+		FakeRate:      p.nonNegative("SLUICE_FAKE_RATE", 100),
+		FakeErrorRate: p.fraction("SLUICE_FAKE_ERROR_RATE", 0),
+	}
+	if p.err != nil {
+		return Config{}, p.err
+	}
+	return c, nil
+}
+
+type parser struct {
+	getenv func(string) string
+	err    error
+}
+
+func (p *parser) fail(name, val, want string) {
+	if p.err == nil {
+		p.err = fmt.Errorf("config: %s=%q: %s", name, val, want)
+	}
+}
+
+func (p *parser) str(name, def string) string {
+	if v := strings.TrimSpace(p.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *parser) url(name string) string {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.fail(name, v, "want an http:// or https:// URL with a host")
+		return ""
+	}
+	return strings.TrimRight(v, "/")
+}
+
+func (p *parser) int(name string, def, min int, want string) int {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		p.fail(name, v, want)
+		return def
+	}
+	return n
+}
+
+func (p *parser) positive(name string, def int) int {
+	return p.int(name, def, 1, "want a whole number > 0")
+}
+
+func (p *parser) nonNegative(name string, def int) int {
+	return p.int(name, def, 0, "want a whole number >= 0")
+}
+
+func (p *parser) duration(name string, def time.Duration) time.Duration {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		p.fail(name, v, "want a positive Go duration such as 500ms or 2s")
+		return def
+	}
+	return d
+}
+
+func (p *parser) fraction(name string, def float64) float64 {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 1 {
+		p.fail(name, v, "want a number from 0 to 1")
+		return def
+	}
+	return f
+}
+
+// rate parses ulule's format, <limit>-<period> with period S, M, H or D
+// (e.g. 10-S, 100000-M). An empty default means off (a zero Rate).
+func (p *parser) rate(name, def string) limiter.Rate {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		v = def
+	}
+	if v == "" || v == "off" {
+		return limiter.Rate{}
+	}
+	r, err := limiter.NewRateFromFormatted(v)
+	if err != nil || r.Limit <= 0 {
+		p.fail(name, v, "want <limit>-<period> with period S, M, H or D, e.g. 10-S")
+		return limiter.Rate{}
+	}
+	return r
+}
+
+// environ adapts os.Getenv.
+var environ = os.Getenv
