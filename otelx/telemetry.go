@@ -109,7 +109,10 @@ func (t *Telemetry) Recorder(layer sluice.Layer, policy string) *Recorder {
 	r := &Recorder{t: t, layer: layer, policy: policy, rejected: map[sluice.Reason]rejectAttrs{}}
 	base := []attribute.KeyValue{AttrLayer.String(string(layer)), AttrPolicyName.String(policy)}
 	r.base = metric.WithAttributeSet(attribute.NewSet(base...))
-	r.allowed = metric.WithAttributeSet(attribute.NewSet(append(base[:2:2], AttrOutcome.String(string(OutcomeAllowed)))...))
+	r.baseAdd = []metric.AddOption{r.base}
+	r.baseRecord = []metric.RecordOption{r.base}
+	r.allowed = []metric.AddOption{
+		metric.WithAttributeSet(attribute.NewSet(append(base[:2:2], AttrOutcome.String(string(OutcomeAllowed)))...))}
 	for _, reason := range layer.Reasons() {
 		r.rejected[reason] = newRejectAttrs(base, reason, OutcomeOf(reason))
 	}
@@ -118,25 +121,29 @@ func (t *Telemetry) Recorder(layer sluice.Layer, policy string) *Recorder {
 }
 
 type rejectAttrs struct {
-	metric metric.MeasurementOption
+	metric []metric.AddOption
 	span   []attribute.KeyValue
 }
 
 func newRejectAttrs(base []attribute.KeyValue, reason sluice.Reason, o Outcome) rejectAttrs {
 	kv := append(base[:2:2], AttrOutcome.String(string(o)), AttrErrorType.String(string(reason)))
-	return rejectAttrs{metric: metric.WithAttributeSet(attribute.NewSet(kv...)), span: kv}
+	return rejectAttrs{metric: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(kv...))}, span: kv}
 }
 
 // Recorder records one layer's decisions on the span in the context and on
 // the metrics. A nil *Recorder records nothing. Safe for concurrent use.
 type Recorder struct {
-	t        *Telemetry
-	layer    sluice.Layer
-	policy   string
-	base     metric.MeasurementOption
-	allowed  metric.MeasurementOption
-	rejected map[sluice.Reason]rejectAttrs
-	canceled rejectAttrs
+	t      *Telemetry
+	layer  sluice.Layer
+	policy string
+	// The option slices are built once: passing a prebuilt slice to a
+	// variadic Add or Record does not allocate, passing one option does.
+	base       metric.MeasurementOption
+	baseAdd    []metric.AddOption
+	baseRecord []metric.RecordOption
+	allowed    []metric.AddOption
+	rejected   map[sluice.Reason]rejectAttrs
+	canceled   rejectAttrs
 }
 
 // Layer returns the recorder's layer.
@@ -147,7 +154,7 @@ func (r *Recorder) Allowed(ctx context.Context) {
 	if r == nil {
 		return
 	}
-	r.t.requests.Add(ctx, 1, r.allowed)
+	r.t.requests.Add(ctx, 1, r.allowed...)
 }
 
 // Rejected counts e and records it on the span in ctx: resilience.layer,
@@ -163,7 +170,7 @@ func (r *Recorder) Rejected(ctx context.Context, e *sluice.Error) {
 		a = newRejectAttrs([]attribute.KeyValue{AttrLayer.String(string(r.layer)), AttrPolicyName.String(r.policy)},
 			e.Reason, OutcomeOf(e.Reason))
 	}
-	r.t.requests.Add(ctx, 1, a.metric)
+	r.t.requests.Add(ctx, 1, a.metric...)
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {
 		return
@@ -183,7 +190,7 @@ func (r *Recorder) Canceled(ctx context.Context) {
 	if r == nil {
 		return
 	}
-	r.t.requests.Add(ctx, 1, r.canceled.metric)
+	r.t.requests.Add(ctx, 1, r.canceled.metric...)
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.SetAttributes(r.canceled.span...)
 	}
@@ -195,7 +202,7 @@ func (r *Recorder) QueueWait(ctx context.Context, d time.Duration) {
 	if r == nil {
 		return
 	}
-	r.t.timeInQueue.Record(ctx, d.Seconds(), r.base)
+	r.t.timeInQueue.Record(ctx, d.Seconds(), r.baseRecord...)
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.SetAttributes(AttrQueueWait.Float64(d.Seconds()))
 	}
@@ -206,7 +213,7 @@ func (r *Recorder) ActiveAdd(ctx context.Context, n int64) {
 	if r == nil {
 		return
 	}
-	r.t.active.Add(ctx, n, r.base)
+	r.t.active.Add(ctx, n, r.baseAdd...)
 }
 
 // QueuedAdd adds n (1 or -1) to the requests waiting in this layer's queue.
@@ -214,7 +221,7 @@ func (r *Recorder) QueuedAdd(ctx context.Context, n int64) {
 	if r == nil {
 		return
 	}
-	r.t.queued.Add(ctx, n, r.base)
+	r.t.queued.Add(ctx, n, r.baseAdd...)
 }
 
 // Degraded counts a fallback of a Redis-backed layer and marks the span in
@@ -223,7 +230,7 @@ func (r *Recorder) Degraded(ctx context.Context) {
 	if r == nil {
 		return
 	}
-	r.t.degraded.Add(ctx, 1, r.base)
+	r.t.degraded.Add(ctx, 1, r.baseAdd...)
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.SetAttributes(AttrDegraded.Bool(true), AttrLayer.String(string(r.layer)))
 	}
@@ -250,7 +257,7 @@ func (r *Recorder) RetryAttempt(ctx context.Context) {
 	if r == nil {
 		return
 	}
-	r.t.retryAttempts.Add(ctx, 1, r.base)
+	r.t.retryAttempts.Add(ctx, 1, r.baseAdd...)
 }
 
 // MarkError sets the span in ctx to status Error with the error's reason as

@@ -7,10 +7,12 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/goleak"
 
 	"github.com/sluice-go/sluice"
@@ -122,6 +124,19 @@ func TestNilRecorderIsNoop(t *testing.T) {
 	r.CircuitState(ctx, CircuitOpen)
 	r.RetryAttempt(ctx)
 	r.Canceled(ctx)
+}
+
+func TestAllowedOnNoopProviderDoesNotAllocate(t *testing.T) {
+	rec := New(WithTracerProvider(tracenoop.NewTracerProvider()),
+		WithMeterProvider(metricnoop.NewMeterProvider())).Recorder(sluice.LayerBulkhead, "vendor")
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(100, func() {
+		rec.Allowed(ctx)
+		rec.ActiveAdd(ctx, 1)
+		rec.ActiveAdd(ctx, -1)
+	}); n > 0 {
+		t.Fatalf("the allow path allocates %.1f times on no-op providers", n)
+	}
 }
 
 func TestAllowedDoesNotAllocate(t *testing.T) {
