@@ -215,10 +215,22 @@ func phases() []phase {
 				repeat(4*time.Second, 100*time.Millisecond, func() { burst(base, 8, "") })
 			},
 			expect: [][2]string{
-				{"bulkhead", "queue_timeout"},
 				{"local_rate_limiter", "queue_timeout"},
 				{"retry", "retries_exhausted"},
 				{"circuit_breaker", "circuit_open"},
+			},
+		},
+		{
+			name: "bulkhead",
+			env: []string{"SLUICE_MAX_INFLIGHT=500", "SLUICE_USER_RATE=1000-S", "SLUICE_QUEUE_ACTIVE=200",
+				"SLUICE_QUEUE_WAITING=200", "SLUICE_VENDOR_CONCURRENCY=1", "SLUICE_VENDOR_QUEUE_TIMEOUT=50ms",
+				"SLUICE_VENDOR_RATE=1000-S", "SLUICE_ATTEMPT_TIMEOUT=5s", "SLUICE_RETRY_ATTEMPTS=1",
+				"SLUICE_FAKE_LATENCY=200ms", "SLUICE_FAKE_CAPACITY=0", "SLUICE_FAKE_RATE=0"},
+			drive: func(base string) {
+				repeat(2*time.Second, 100*time.Millisecond, func() { burst(base, 8, "") })
+			},
+			expect: [][2]string{
+				{"bulkhead", "queue_timeout"},
 			},
 		},
 	}
