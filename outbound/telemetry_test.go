@@ -434,3 +434,152 @@ func rejectionEvents(s sdktrace.ReadOnlySpan) []string {
 	sort.Strings(out)
 	return out
 }
+
+// TestRetriedAwayCallTimeoutLeavesNoErrorType is the regression test for "a
+// retried-away call_timeout still leaves its error.type on the pipeline
+// span": when a later attempt succeeds, the span carries no verdict, only the
+// attempt count and the earlier rejection as an event.
+func TestRetriedAwayCallTimeoutLeavesNoErrorType(t *testing.T) {
+	var seen counter
+	srv := vendor(t, func(w http.ResponseWriter, r *http.Request) {
+		if seen.add("") == 1 {
+			<-r.Context().Done() // the first attempt hangs until its timeout
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	tm := newTelemetry(t)
+	// Later attempts may also time out on a loaded machine; the test only
+	// needs one to succeed.
+	client := chain(t, tm, WithRetry(RetrySettings{MaxAttempts: 5, BaseDelay: time.Millisecond}),
+		WithAttemptTimeout(200*time.Millisecond))
+	ctx, caller := tm.tp.Tracer("test").Start(context.Background(), "caller")
+	if err := get(ctx, client, srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	caller.End()
+	span := pipelineSpan(t, tm, caller.SpanContext())
+	got := sluiceAttrs(span.Attributes())
+	for _, k := range []attribute.Key{otelx.AttrErrorType, otelx.AttrOutcome, otelx.AttrLayer, otelx.AttrRetryAfter} {
+		if v, ok := got[k]; ok {
+			t.Errorf("successful call's pipeline span has %s=%s", k, v)
+		}
+	}
+	attempts := attrValue(span.Attributes(), otelx.AttrRetryAttempts).AsInt64()
+	if attempts < 2 || int(attempts) != seen.get("") {
+		t.Errorf("resilience.retry.attempts = %d; the vendor saw %d (at least 2)", attempts, seen.get(""))
+	}
+	if s := span.Status(); s.Code == codes.Error {
+		t.Errorf("status %v on a call that succeeded", s)
+	}
+	ev := rejectionEvents(span)
+	if len(ev) != int(attempts)-1 || ev[0] != "call_timeout/call_timeout" {
+		t.Errorf("rejection events %v; want one call_timeout per failed attempt (%d)", ev, attempts-1)
+	}
+	if n := tm.rejections(t, sluice.LayerCallTimeout, sluice.ReasonCallTimeout); n != attempts-1 {
+		t.Errorf("call_timeout counted %d times; want %d", n, attempts-1)
+	}
+}
+
+// TestAttemptSpansEndWithBody: an attempt's client span ends when its body is
+// closed, not when RoundTrip returns: the retried response's span ends when
+// the retry layer drains and closes it (even a body larger than the drain
+// limit), before the backoff; the final response's span, and the pipeline
+// span, end only when the caller closes the body. The backoff span says how
+// long it waited and why; the resend is marked.
+func TestAttemptSpansEndWithBody(t *testing.T) {
+	var seen counter
+	srv := vendor(t, func(w http.ResponseWriter, r *http.Request) {
+		if seen.add("") == 1 {
+			w.Header().Set("Retry-After-Ms", "5")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write(make([]byte, 64<<10)) // more than the retry layer drains
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	tm := newTelemetry(t)
+	client := chain(t, tm, WithRetry(RetrySettings{BaseDelay: time.Millisecond}), WithBulkhead(4, 0),
+		WithAttemptTimeout(time.Minute))
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := func(ended bool) []sdktrace.ReadOnlySpan {
+		var out []sdktrace.ReadOnlySpan
+		var list []sdktrace.ReadOnlySpan
+		if ended {
+			list = tm.spans.Ended()
+		} else {
+			for _, s := range tm.spans.Started() {
+				list = append(list, s)
+			}
+		}
+		for _, s := range list {
+			if s.SpanKind() == trace.SpanKindClient {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	ended := attempts(true)
+	if len(attempts(false)) != 2 || len(ended) != 1 {
+		t.Fatalf("before close: %d attempt spans started, %d ended; want 2 and 1", len(attempts(false)), len(ended))
+	}
+	if code := attrValue(ended[0].Attributes(), "http.response.status_code").AsInt64(); code != 503 {
+		t.Errorf("the ended attempt span has status code %d; want the retried 503", code)
+	}
+	if attrValue(ended[0].Attributes(), otelx.AttrResendCount).Type() != attribute.INVALID {
+		t.Error("first attempt marked as a resend")
+	}
+	for _, s := range tm.spans.Ended() {
+		if s.Name() == otelx.SpanOutbound {
+			t.Fatal("pipeline span ended before the body was closed")
+		}
+	}
+	var backoff sdktrace.ReadOnlySpan
+	for _, s := range tm.spans.Ended() {
+		if s.Name() == otelx.SpanBackoff {
+			backoff = s
+		}
+	}
+	if backoff == nil {
+		t.Fatal("no backoff span")
+	}
+	if !backoff.StartTime().After(ended[0].EndTime()) && !backoff.StartTime().Equal(ended[0].EndTime()) {
+		t.Error("the backoff started before the retried attempt's span ended")
+	}
+	if d := attrValue(backoff.Attributes(), otelx.AttrRetryDelay).AsFloat64(); d != (5 * time.Millisecond).Seconds() {
+		t.Errorf("%s = %v; want the Retry-After of 0.005", otelx.AttrRetryDelay, d)
+	}
+	if c := attrValue(backoff.Attributes(), otelx.AttrRetryCause).Emit(); c != "503" {
+		t.Errorf("%s = %q; want \"503\"", otelx.AttrRetryCause, c)
+	}
+
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	ended = attempts(true)
+	if len(ended) != 2 {
+		t.Fatalf("after close: %d attempt spans ended; want 2", len(ended))
+	}
+	if n := attrValue(ended[1].Attributes(), otelx.AttrResendCount).AsInt64(); n != 1 {
+		t.Errorf("resend span has %s=%d; want 1", otelx.AttrResendCount, n)
+	}
+	var pipeline sdktrace.ReadOnlySpan
+	for _, s := range tm.spans.Ended() {
+		if s.Name() == otelx.SpanOutbound {
+			pipeline = s
+		}
+	}
+	if pipeline == nil {
+		t.Fatal("pipeline span not ended by the body's close")
+	}
+	if n := attrValue(pipeline.Attributes(), otelx.AttrRetryAttempts).AsInt64(); n != 2 {
+		t.Errorf("pipeline %s = %d; want 2", otelx.AttrRetryAttempts, n)
+	}
+	for _, s := range ended {
+		if s.Parent().SpanID() != pipeline.SpanContext().SpanID() {
+			t.Errorf("attempt span %s is not a child of the pipeline span", s.Name())
+		}
+	}
+}
