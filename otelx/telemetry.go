@@ -44,6 +44,8 @@ func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) 
 // Telemetry holds sluice's tracer and instruments. It is safe for concurrent
 // use. The zero value is not usable; a nil *Telemetry records nothing.
 type Telemetry struct {
+	tp            trace.TracerProvider
+	mp            metric.MeterProvider
 	tracer        trace.Tracer
 	requests      metric.Int64Counter
 	active        metric.Int64UpDownCounter
@@ -68,7 +70,7 @@ func New(opts ...Option) *Telemetry {
 		c.mp = otel.GetMeterProvider()
 	}
 	m := c.mp.Meter(ScopeName)
-	t := &Telemetry{tracer: c.tp.Tracer(ScopeName)}
+	t := &Telemetry{tp: c.tp, mp: c.mp, tracer: c.tp.Tracer(ScopeName)}
 	var err error
 	var errs []error
 	t.requests, err = m.Int64Counter(MetricRequests, metric.WithUnit("{request}"),
@@ -101,6 +103,14 @@ func New(opts ...Option) *Telemetry {
 
 // Tracer returns sluice's tracer.
 func (t *Telemetry) Tracer() trace.Tracer { return t.tracer }
+
+// TracerProvider returns the tracer provider t was built on, for the
+// instrumentation sluice wraps (otelhttp), so that it reports where sluice's
+// own spans go.
+func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tp }
+
+// MeterProvider returns the meter provider t was built on.
+func (t *Telemetry) MeterProvider() metric.MeterProvider { return t.mp }
 
 // Recorder returns a recorder for one layer and policy name. Build it once, at
 // construction of the layer: it precomputes its attribute sets so that
@@ -182,6 +192,52 @@ func (r *Recorder) Rejected(ctx context.Context, e *sluice.Error) {
 	if e.Attempts > 0 {
 		span.SetAttributes(AttrRetryAttempts.Int(e.Attempts))
 	}
+}
+
+// RejectedAttempt counts e like Rejected, but records it on the span in ctx
+// as an EventRejected event rather than as attributes. Use it for a decision
+// about one attempt of a call that a later attempt may make good: the span's
+// attributes then state only the call's final verdict (see SetVerdict). A nil
+// e is ignored.
+func (r *Recorder) RejectedAttempt(ctx context.Context, e *sluice.Error) {
+	if r == nil || e == nil {
+		return
+	}
+	a, ok := r.rejected[e.Reason]
+	if !ok {
+		a = newRejectAttrs([]attribute.KeyValue{AttrLayer.String(string(r.layer)), AttrPolicyName.String(r.policy)},
+			e.Reason, OutcomeOf(e.Reason))
+	}
+	r.t.requests.Add(ctx, 1, a.metric)
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	attrs := a.span
+	if e.RetryAfter > 0 {
+		attrs = append(attrs[:len(attrs):len(attrs)], AttrRetryAfter.Float64(e.RetryAfter.Seconds()))
+	}
+	span.AddEvent(EventRejected, trace.WithAttributes(attrs...))
+}
+
+// SetVerdict records a call's final rejection e on span: resilience.layer,
+// resilience.outcome, error.type and, when known, resilience.retry_after and
+// resilience.retry.attempts, and the status Error with the reason as its
+// description. It counts nothing: the deciding layer's Recorder did. A nil e
+// or a span that is not recording is ignored.
+func SetVerdict(span trace.Span, e *sluice.Error) {
+	if e == nil || !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(AttrLayer.String(string(e.Layer)), AttrOutcome.String(string(OutcomeOf(e.Reason))),
+		AttrErrorType.String(string(e.Reason)))
+	if e.RetryAfter > 0 {
+		span.SetAttributes(AttrRetryAfter.Float64(e.RetryAfter.Seconds()))
+	}
+	if e.Attempts > 0 {
+		span.SetAttributes(AttrRetryAttempts.Int(e.Attempts))
+	}
+	span.SetStatus(codes.Error, string(e.Reason))
 }
 
 // Canceled counts a request whose caller gave up while this layer held it

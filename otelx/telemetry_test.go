@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -150,5 +151,55 @@ func TestAllowedDoesNotAllocate(t *testing.T) {
 	floor := testing.AllocsPerRun(100, func() { tel.requests.Add(ctx, 1, set) })
 	if n := testing.AllocsPerRun(100, func() { rec.Allowed(ctx) }); n > floor {
 		t.Fatalf("Allowed allocates %.1f times per call; a bare Add allocates %.1f", n, floor)
+	}
+}
+
+// TestRejectedAttemptIsAnEvent: an attempt's rejection is counted and shows
+// as an EventRejected event, leaving the span's attributes to the verdict.
+func TestRejectedAttemptIsAnEvent(t *testing.T) {
+	tel, sr, reader := setup(t)
+	rec := tel.Recorder(sluice.LayerCallTimeout, "vendor")
+	ctx, span := tel.Tracer().Start(context.Background(), "op")
+	rec.RejectedAttempt(ctx, &sluice.Error{Layer: sluice.LayerCallTimeout, Reason: sluice.ReasonCallTimeout, RetryAfter: time.Second})
+	span.End()
+	s := sr.Ended()[0]
+	for _, kv := range s.Attributes() {
+		if kv.Key == AttrErrorType || kv.Key == AttrLayer || kv.Key == AttrOutcome {
+			t.Errorf("attribute %v set by a per-attempt rejection", kv)
+		}
+	}
+	if len(s.Events()) != 1 || s.Events()[0].Name != EventRejected {
+		t.Fatalf("events %v; want one %s", s.Events(), EventRejected)
+	}
+	got := attribute.NewSet(s.Events()[0].Attributes...)
+	want := attribute.NewSet(AttrLayer.String("call_timeout"), AttrPolicyName.String("vendor"),
+		AttrOutcome.String("timed_out"), AttrErrorType.String("call_timeout"), AttrRetryAfter.Float64(1))
+	if !got.Equals(&want) {
+		t.Fatalf("event attributes %v; want %v", got.Encoded(attribute.DefaultEncoder()), want.Encoded(attribute.DefaultEncoder()))
+	}
+	if n := sum(t, reader, MetricRequests, AttrLayer.String("call_timeout"), AttrErrorType.String("call_timeout")); n != 1 {
+		t.Fatalf("%s = %d, want 1", MetricRequests, n)
+	}
+}
+
+// TestSetVerdict: the final verdict's attributes and status, and nothing
+// counted.
+func TestSetVerdict(t *testing.T) {
+	tel, sr, reader := setup(t)
+	_, span := tel.Tracer().Start(context.Background(), "op")
+	SetVerdict(span, &sluice.Error{Layer: sluice.LayerRetry, Reason: sluice.ReasonRetriesExhausted, Attempts: 3, RetryAfter: 2 * time.Second})
+	span.End()
+	s := sr.Ended()[0]
+	got := attribute.NewSet(s.Attributes()...)
+	want := attribute.NewSet(AttrLayer.String("retry"), AttrOutcome.String("exhausted"),
+		AttrErrorType.String("retries_exhausted"), AttrRetryAttempts.Int(3), AttrRetryAfter.Float64(2))
+	if !got.Equals(&want) {
+		t.Fatalf("attributes %v; want %v", got.Encoded(attribute.DefaultEncoder()), want.Encoded(attribute.DefaultEncoder()))
+	}
+	if s.Status().Code != codes.Error || s.Status().Description != "retries_exhausted" {
+		t.Fatalf("status %v", s.Status())
+	}
+	if n := sum(t, reader, MetricRequests); n != 0 {
+		t.Fatalf("SetVerdict counted %d requests", n)
 	}
 }

@@ -100,6 +100,7 @@ func (l breakerLayer) wrap(next http.RoundTripper, e *env) http.RoundTripper {
 			rec.CircuitState(context.Background(), stateName(ev.NewState))
 		}).
 		Build()
+	rec.CircuitState(context.Background(), otelx.CircuitClosed) // the gauge starts known
 	return b
 }
 
@@ -126,12 +127,14 @@ func (b *breakerRoundTripper) RoundTrip(req *http.Request) (*http.Response, erro
 		e := sluice.NewError(sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen, circuitbreaker.ErrOpen)
 		e.RetryAfter = max(held, b.cb.RemainingDelay())
 		b.setSpanState(ctx, otelx.CircuitOpen)
-		b.rec.Rejected(ctx, e)
+		b.rec.RejectedAttempt(ctx, e)
 		return nil, e
 	}
 	probe := !b.cb.IsClosed()
 	if probe {
 		b.setSpanState(ctx, otelx.CircuitHalfOpen)
+	} else {
+		b.setSpanState(ctx, otelx.CircuitClosed)
 	}
 	b.rec.Allowed(ctx)
 	resp, err := b.next.RoundTrip(req)
@@ -155,6 +158,8 @@ func (b *breakerRoundTripper) RoundTrip(req *http.Request) (*http.Response, erro
 	return resp, err
 }
 
+// setSpanState records on the pipeline span the state the breaker was in when
+// it decided about this attempt; a retried call shows its last attempt's.
 func (b *breakerRoundTripper) setSpanState(ctx context.Context, state string) {
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.SetAttributes(otelx.AttrCircuitState.String(state))

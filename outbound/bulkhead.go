@@ -68,7 +68,7 @@ func (b *bulkheadRoundTripper) wait(ctx context.Context) error {
 		if b.maxWait > 0 {
 			e = sluice.NewError(sluice.LayerBulkhead, sluice.ReasonQueueTimeout, context.DeadlineExceeded)
 		}
-		b.rec.Rejected(ctx, e)
+		b.rec.RejectedAttempt(ctx, e)
 		return e
 	}
 	start := time.Now()
@@ -85,7 +85,7 @@ func (b *bulkheadRoundTripper) wait(ctx context.Context) error {
 		return ctx.Err()
 	case errors.Is(err, bulkhead.ErrFull):
 		e := sluice.NewError(sluice.LayerBulkhead, sluice.ReasonQueueTimeout, err)
-		b.rec.Rejected(ctx, e)
+		b.rec.RejectedAttempt(ctx, e)
 		return e
 	}
 	return err

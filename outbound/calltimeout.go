@@ -58,7 +58,7 @@ func (c *callTimeoutRoundTripper) RoundTrip(req *http.Request) (*http.Response, 
 		a.release()
 		if parent.Err() == nil && context.Cause(ctx) == errCallTimeout {
 			e := sluice.NewError(sluice.LayerCallTimeout, sluice.ReasonCallTimeout, err)
-			c.rec.Rejected(parent, e)
+			c.rec.RejectedAttempt(parent, e)
 			return nil, e
 		}
 		return nil, err

@@ -6,6 +6,7 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/otelx"
 )
 
@@ -43,14 +44,19 @@ func NewRoundTripper(opts ...Option) http.RoundTripper {
 	}
 	e := &env{tel: c.tel, name: c.name}
 
-	var rt http.RoundTripper = resendRoundTripper{next: c.transport}
-	rt = otelhttp.NewTransport(rt, c.attemptSpanOpts...)
+	var rt http.RoundTripper = attemptRoundTripper{next: c.transport,
+		rec: c.tel.Recorder(sluice.LayerTransport, c.name)}
+	// The attempt spans and otelhttp's metrics go to the chain's providers;
+	// options given with WithAttemptSpanOptions come later and win.
+	spanOpts := append([]otelhttp.Option{otelhttp.WithTracerProvider(c.tel.TracerProvider()),
+		otelhttp.WithMeterProvider(c.tel.MeterProvider())}, c.attemptSpanOpts...)
+	rt = otelhttp.NewTransport(rt, spanOpts...)
 	for s := numSlots - 1; s >= 0; s-- {
 		if l := c.slots[s]; l != nil {
 			rt = l.wrap(rt, e)
 		}
 	}
-	return &pipelineRoundTripper{next: rt, tracer: c.tel.Tracer(), policy: c.name}
+	return &pipelineRoundTripper{next: rt, tracer: c.tel.Tracer(), policy: otelx.AttrPolicyName.String(c.name)}
 }
 
 // Option configures NewClient and NewRoundTripper.
@@ -116,7 +122,11 @@ func WithTelemetry(t *otelx.Telemetry) Option { return func(c *config) { c.tel =
 func WithName(name string) Option { return func(c *config) { c.name = name } }
 
 // WithAttemptSpanOptions passes options to the otelhttp.NewTransport that
-// makes each attempt's client span (for example otelhttp.WithTracerProvider).
+// makes each attempt's client span, after the chain's own
+// otelhttp.WithTracerProvider and otelhttp.WithMeterProvider (those of
+// WithTelemetry), which they may override. otelhttp.WithPropagators chooses
+// how the trace context reaches the vendor; the default is the global
+// propagator, a no-op until the application sets one.
 func WithAttemptSpanOptions(opts ...otelhttp.Option) Option {
 	return func(c *config) { c.attemptSpanOpts = append(c.attemptSpanOpts, opts...) }
 }

@@ -61,5 +61,43 @@
 // pending retries at a share of the calls in flight (see RetrySettings.Budget
 // for the exact bound).
 //
+// # Telemetry
+//
+// WithTelemetry injects the providers (otelx.New with
+// otelx.WithTracerProvider and otelx.WithMeterProvider); without it the
+// chain uses the global ones at the time NewClient is called. Each call makes:
+//
+//   - an internal span sluice.outbound wrapping every attempt, ended when the
+//     call fails or its response body is closed or read to EOF. Its
+//     attributes state the final verdict only: resilience.layer,
+//     resilience.outcome, error.type and resilience.retry_after for a
+//     rejection, with resilience.policy.name (WithName) always,
+//     resilience.retry.attempts when the retry layer is present and
+//     resilience.circuit_breaker.state (at the last attempt's admission)
+//     when the breaker is. A rejection of one attempt that a retry made good
+//     is a sluice.rejected event on it, not an attribute;
+//   - one otelhttp client span per attempt, ended when that attempt's body
+//     is closed (the retry layer drains and closes the responses it
+//     retries), with http.request.resend_count on resends;
+//   - a sluice.retry.backoff span per wait, with resilience.retry.delay
+//     (seconds) and resilience.retry.cause (status code, reason or error
+//     type).
+//
+// Metrics: resilience.requests by layer, policy, outcome and error.type
+// (transport rejections are counted by the chain, whichever transport sends);
+// resilience.request.active and resilience.request.queued; the
+// resilience.request.time_in_queue histogram; the
+// resilience.circuit_breaker.state gauge; resilience.retry.attempts.
+//
+// Trace context reaches the vendor (traceparent) through otelhttp's
+// propagator, which by default is the global one: a no-op until the
+// application sets one, for example
+//
+//	otel.SetTextMapPropagator(propagation.TraceContext{})
+//
+// or passes it to this chain alone with
+// WithAttemptSpanOptions(otelhttp.WithPropagators(propagation.TraceContext{})).
+// Propagation works even when sluice's own telemetry is off (noop providers).
+//
 // Clients and their RoundTrippers are safe for concurrent use.
 package outbound

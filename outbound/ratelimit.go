@@ -85,7 +85,7 @@ func (r *rateLimitRoundTripper) RoundTrip(req *http.Request) (*http.Response, er
 		default:
 			e = sluice.NewError(sluice.LayerLocalRateLimiter, sluice.ReasonQueueTimeout, ratelimiter.ErrExceeded)
 		}
-		r.rec.Rejected(ctx, e)
+		r.rec.RejectedAttempt(ctx, e)
 		return nil, e
 	}
 	if wait > 0 {

@@ -178,6 +178,7 @@ func (r *retryRoundTripper) RoundTrip(req *http.Request) (*http.Response, error)
 		safe = true
 	}
 	if !safe || r.s.MaxAttempts == 1 {
+		r.setAttempts(ctx, 1)
 		return r.next.RoundTrip(req)
 	}
 
@@ -192,6 +193,7 @@ func (r *retryRoundTripper) RoundTrip(req *http.Request) (*http.Response, error)
 		}
 		if ctx.Err() != nil {
 			// The caller gave up: theirs is the error, not ours.
+			r.setAttempts(ctx, attempt)
 			if err != nil {
 				return nil, ctx.Err()
 			}
@@ -225,6 +227,7 @@ func (r *retryRoundTripper) RoundTrip(req *http.Request) (*http.Response, error)
 		httpx.Drain(bodyOf(resp))
 		if err := r.sleep(ctx, wait, ra, cause); err != nil {
 			r.budget.ReleasePermit()
+			r.setAttempts(ctx, attempt)
 			return nil, err
 		}
 		attemptReq = req.Clone(withResend(ctx, attempt))
@@ -288,7 +291,7 @@ func (r *retryRoundTripper) sleep(ctx context.Context, d, ra time.Duration, caus
 	sctx, span := r.tracer.Start(ctx, otelx.SpanBackoff, trace.WithSpanKind(trace.SpanKindInternal))
 	if span.IsRecording() {
 		span.SetAttributes(otelx.AttrLayer.String(string(sluice.LayerRetry)),
-			waitAttr.Float64(d.Seconds()), causeAttr.String(cause.Error()))
+			otelx.AttrRetryDelay.Float64(d.Seconds()), otelx.AttrRetryCause.String(retryCause(cause)))
 		if ra > 0 {
 			span.SetAttributes(otelx.AttrRetryAfter.Float64(ra.Seconds()))
 		}

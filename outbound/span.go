@@ -2,7 +2,10 @@ package outbound
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -14,13 +17,19 @@ import (
 
 // pipelineRoundTripper is the outermost link: the internal span
 // otelx.SpanOutbound that wraps every attempt of one call, so that a rejection
-// that made no HTTP attempt is still visible. The layers inside record their
-// decisions on it through their Recorders. It ends when the call fails or when
-// the response body is closed or read to EOF.
+// that made no HTTP attempt is still visible. It ends when the call fails or
+// when the response body is closed or read to EOF.
+//
+// Its attributes state the call's final verdict only, set here from the error
+// the chain returns. The layers inside report what they decided about a
+// single attempt as otelx.EventRejected events (Recorder.RejectedAttempt), so
+// a call_timeout that a retry made good leaves an event, not an error.type.
+// The retry layer adds resilience.retry.attempts and the breaker
+// resilience.circuit_breaker.state, which are true of the call as a whole.
 type pipelineRoundTripper struct {
 	next   http.RoundTripper
 	tracer trace.Tracer
-	policy string
+	policy attribute.KeyValue
 }
 
 func (p *pipelineRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -29,14 +38,10 @@ func (p *pipelineRoundTripper) RoundTrip(req *http.Request) (*http.Response, err
 		// Nothing to record: spare the request copy and the body wrapper.
 		return p.next.RoundTrip(req)
 	}
-	span.SetAttributes(otelx.AttrPolicyName.String(p.policy))
+	span.SetAttributes(p.policy)
 	resp, err := p.next.RoundTrip(req.WithContext(ctx))
 	if err != nil {
-		if e := sluice.ErrorOf(err); e != nil {
-			otelx.MarkError(ctx, e)
-		} else {
-			span.SetStatus(codes.Error, err.Error())
-		}
+		setFailure(span, req.Context(), err)
 		span.End()
 		return nil, err
 	}
@@ -44,34 +49,77 @@ func (p *pipelineRoundTripper) RoundTrip(req *http.Request) (*http.Response, err
 	return resp, nil
 }
 
+// Outcome attributes of a call its caller gave up on.
+var canceledAttrs = []attribute.KeyValue{
+	otelx.AttrOutcome.String(string(otelx.OutcomeCanceled)),
+	otelx.AttrErrorType.String(string(otelx.OutcomeCanceled)),
+}
+
+// setFailure records the error a call ended with on its pipeline span: a
+// sluice error's layer and reason, a caller's cancellation as outcome
+// canceled, anything else as its Go type (the semconv fallback for
+// error.type).
+func setFailure(span trace.Span, parent context.Context, err error) {
+	switch e := sluice.ErrorOf(err); {
+	case e != nil:
+		otelx.SetVerdict(span, e)
+		return
+	case parent.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		span.SetAttributes(canceledAttrs...)
+	default:
+		span.SetAttributes(otelx.AttrErrorType.String(fmt.Sprintf("%T", err)))
+	}
+	span.SetStatus(codes.Error, err.Error())
+}
+
 type spanEnder struct{ span trace.Span }
 
 func (s spanEnder) release() { s.span.End() }
 
 // resendKey carries the resend count of a retried attempt from the retry
-// layer to resendRoundTripper.
+// layer to attemptRoundTripper.
 type resendKey struct{}
 
-// resendRoundTripper sits just inside otelhttp's attempt span and marks it
-// with http.request.resend_count when the attempt is a resend.
-type resendRoundTripper struct{ next http.RoundTripper }
+// attemptRoundTripper sits just inside otelhttp's attempt span. It marks the
+// span with http.request.resend_count when the attempt is a resend, and
+// counts the transport's own rejections (a *sluice.Error of layer transport)
+// under that layer, with an otelx.EventRejected event on the attempt span:
+// whatever transport WithTransport gives, its verdicts are counted once, here.
+type attemptRoundTripper struct {
+	next http.RoundTripper
+	rec  *otelx.Recorder
+}
 
-func (r resendRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
-	if n, ok := req.Context().Value(resendKey{}).(int); ok && n > 0 {
-		if span := trace.SpanFromContext(req.Context()); span.IsRecording() {
+func (r attemptRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	if n, ok := ctx.Value(resendKey{}).(int); ok && n > 0 {
+		if span := trace.SpanFromContext(ctx); span.IsRecording() {
 			span.SetAttributes(otelx.AttrResendCount.Int(n))
 		}
 	}
-	return r.next.RoundTrip(req)
+	resp, err := r.next.RoundTrip(req)
+	if err != nil {
+		if e := sluice.ErrorOf(err); e != nil && e.Layer == sluice.LayerTransport {
+			r.rec.RejectedAttempt(ctx, e)
+		}
+	}
+	return resp, err
 }
 
 func withResend(ctx context.Context, n int) context.Context {
 	return context.WithValue(ctx, resendKey{}, n)
 }
 
-// Attributes of the backoff span besides the contract's: how long it waits
-// (seconds) and the outcome that caused it.
-const (
-	waitAttr  = attribute.Key("resilience.retry.delay")
-	causeAttr = attribute.Key("resilience.retry.cause")
-)
+// retryCause is the otelx.AttrRetryCause of a wait that follows cause: the
+// vendor's status code, a sluice error's reason, or the error's Go type. Never
+// the error's text, which may hold a URL.
+func retryCause(cause error) string {
+	var se *StatusError
+	if errors.As(cause, &se) {
+		return strconv.Itoa(se.StatusCode)
+	}
+	if e := sluice.ErrorOf(cause); e != nil {
+		return string(e.Reason)
+	}
+	return fmt.Sprintf("%T", cause)
+}
