@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/github.com/gin-gonic/gin/otelgin"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/sluice-go/sluice/middleware"
 	"github.com/sluice-go/sluice/otelx"
 	"github.com/sluice-go/sluice/outbound"
 )
@@ -78,11 +80,20 @@ func BenchmarkTelemetry(b *testing.B) {
 	b.Run("inbound", benchmarkInboundTelemetry)
 }
 
-// benchmarkInboundTelemetry is the hook for the inbound half: the otelgin →
-// load shedder → user rate limiter → admission queue stack, off against on
-// with telemetrySettings, like the outbound half above. Package middleware
-// has no stack in this branch yet (it is merged from the middleware branch),
-// so this half is skipped here; whoever merges it fills in this function.
+// benchmarkInboundTelemetry is the inbound half: otelgin → load shedder →
+// user rate limiter → admission queue, off against on with
+// telemetrySettings, like the outbound half above.
 func benchmarkInboundTelemetry(b *testing.B) {
-	b.Skip("package middleware has no inbound stack in this branch yet; the inbound half comes with its merge")
+	key := middleware.KeyFromHeader("X-API-Key")
+	for _, p := range telemetrySettings(b) {
+		tel := otelx.New(otelx.WithTracerProvider(p.tp), otelx.WithMeterProvider(p.mp))
+		opt := middleware.WithTelemetry(tel)
+		h := engine(
+			otelgin.Middleware("bench", otelgin.WithTracerProvider(p.tp), otelgin.WithMeterProvider(p.mp)),
+			middleware.LoadShedder(1<<20, opt),
+			middleware.UserRateLimit(nil, never, key, opt),
+			middleware.AdmissionQueue(1<<10, 1<<10, time.Second, opt),
+		)
+		b.Run(p.name, func(b *testing.B) { run(b, h) })
+	}
 }

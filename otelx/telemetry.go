@@ -208,7 +208,7 @@ func (r *Recorder) RejectedAttempt(ctx context.Context, e *sluice.Error) {
 		a = newRejectAttrs([]attribute.KeyValue{AttrLayer.String(string(r.layer)), AttrPolicyName.String(r.policy)},
 			e.Reason, OutcomeOf(e.Reason))
 	}
-	r.t.requests.Add(ctx, 1, a.metric)
+	r.t.requests.Add(ctx, 1, a.metric...)
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {
 		return

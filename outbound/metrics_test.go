@@ -114,7 +114,7 @@ func TestBulkheadGauges(t *testing.T) {
 		t.Fatalf("active = %d while a stream holds the permit; want 1", active())
 	}
 	done := make(chan error, 1)
-	go func() { done <- get(context.Background(), c, url+"/second") }()
+	go func() { done <- call(context.Background(), c, url+"/second") }()
 	// Wait (bounded, without sleeping) for the second call to queue.
 	for deadline := time.Now().Add(time.Minute); queued() != 1; runtime.Gosched() {
 		if time.Now().After(deadline) {

@@ -56,7 +56,7 @@ func TestTraceparentReachesVendor(t *testing.T) {
 			tm := newTelemetry(t)
 			client := NewClient(append(tc.opts(tm), WithTransport(transport(t)), WithRetry(RetrySettings{}))...)
 			ctx, caller := tm.tp.Tracer("test").Start(context.Background(), "inbound request")
-			err := get(ctx, client, srv.URL)
+			err := call(ctx, client, srv.URL)
 			caller.End()
 			if err != nil {
 				t.Fatal(err)

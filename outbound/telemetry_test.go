@@ -67,8 +67,8 @@ func verdictVendor(t *testing.T) string {
 	return srv.URL
 }
 
-// get makes one call and closes its body.
-func get(ctx context.Context, c *http.Client, url string) error {
+// call makes one call and closes its body.
+func call(ctx context.Context, c *http.Client, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -84,7 +84,7 @@ func get(ctx context.Context, c *http.Client, url string) error {
 // mustGet makes a call that must succeed.
 func mustGet(t *testing.T, c *http.Client, url string) {
 	t.Helper()
-	if err := get(context.Background(), c, url); err != nil {
+	if err := call(context.Background(), c, url); err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 }
@@ -256,7 +256,7 @@ func TestVerdict(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), callDeadline)
 			defer cancel()
 			ctx, caller := tm.tp.Tracer("test").Start(ctx, "caller")
-			err := get(ctx, client, url)
+			err := call(ctx, client, url)
 			caller.End()
 			wantReason(t, err, tc.layer, tc.reason)
 
@@ -454,7 +454,7 @@ func TestRetriedAwayCallTimeoutLeavesNoErrorType(t *testing.T) {
 	client := chain(t, tm, WithRetry(RetrySettings{MaxAttempts: 5, BaseDelay: time.Millisecond}),
 		WithAttemptTimeout(200*time.Millisecond))
 	ctx, caller := tm.tp.Tracer("test").Start(context.Background(), "caller")
-	if err := get(ctx, client, srv.URL); err != nil {
+	if err := call(ctx, client, srv.URL); err != nil {
 		t.Fatal(err)
 	}
 	caller.End()
