@@ -86,7 +86,7 @@ func New(opts ...Option) *Telemetry {
 		metric.WithDescription("Time a request waited in a layer's queue, admitted or not."),
 		metric.WithExplicitBucketBoundaries(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 	errs = append(errs, err)
-	t.circuitState, err = m.Int64Gauge(MetricCircuitState, metric.WithUnit("1"),
+	t.circuitState, err = m.Int64Gauge(MetricCircuitState, metric.WithUnit("{state}"),
 		metric.WithDescription("1 for the circuit breaker's current state, 0 for the others."))
 	errs = append(errs, err)
 	t.retryAttempts, err = m.Int64Counter(MetricRetryAttempts, metric.WithUnit("{attempt}"),

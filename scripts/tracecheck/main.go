@@ -191,9 +191,13 @@ func phases() []phase {
 	return []phase{
 		{
 			name: "inbound",
-			env: []string{"SLUICE_MAX_INFLIGHT=12", "SLUICE_USER_RATE=3-S", "SLUICE_QUEUE_ACTIVE=2",
-				"SLUICE_QUEUE_WAITING=3", "SLUICE_QUEUE_TIMEOUT=150ms", "SLUICE_FAKE_LATENCY=400ms",
+			env: []string{"SLUICE_MAX_INFLIGHT=3", "SLUICE_USER_RATE=3-S", "SLUICE_QUEUE_ACTIVE=1",
+				"SLUICE_QUEUE_WAITING=1", "SLUICE_QUEUE_TIMEOUT=150ms", "SLUICE_FAKE_LATENCY=400ms",
 				"SLUICE_FAKE_CAPACITY=0", "SLUICE_FAKE_RATE=0"},
+			// 1 active + 1 waiting are held for 400ms; a third request passes
+			// the shedder (cap 3) and finds the queue full; the rest of each
+			// burst of 30 meets 3 in flight and is shed; the waiting one
+			// times out after 150ms.
 			drive: func(base string) {
 				repeat(2*time.Second, 50*time.Millisecond, func() { burst(base, 30, "") })
 				burst(base, 10, "flood")
