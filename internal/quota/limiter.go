@@ -223,8 +223,8 @@ func (l *Limiter) Reserve(ctx context.Context, cost int64) (*Reservation, error)
 	budget := l.budget(ctx)
 	res, err := l.g.Run(ctx, reserveScript, l.keys, l.reqT, l.reqOff, l.costT, l.costOff, cost, budget.Microseconds())
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, sluice.NewError(sluice.LayerGlobalRateLimiter, sluice.ReasonQueueTimeout, ctx.Err())
+		if redisx.CallerDone(ctx) {
+			return nil, sluice.NewError(sluice.LayerGlobalRateLimiter, sluice.ReasonQueueTimeout, err)
 		}
 		return l.fallback(ctx, cost, budget, err)
 	}
