@@ -451,3 +451,83 @@ func TestFleetCooldown(t *testing.T) {
 		t.Fatalf("resumed only %v after the 429", after[0])
 	}
 }
+
+// Redis paused (SIGSTOP) then killed (SIGKILL) in the middle of a 4-process
+// run: nothing panics, each process pays the client timeout about once per
+// health period, the quota falls back to the local share (quota/4 each) and
+// shared mode returns once Redis is back.
+func TestFleetRedisOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("12s multi-process run")
+	}
+	s := redistest.Start(t)
+	const quota, burst, goroutines = 50, 8, 4
+	v := newVendor(t, 0, 0)
+	var pausedAt, resumedAt, killedAt, restartedAt time.Time
+	_, stats := runFleet(t, fleetProcs, childSpec{
+		Redis: s.URL, Vendor: v.URL, Name: s.Prefix,
+		Cfg:      wireConfig{Requests: quota, Per: time.Second, Burst: burst},
+		Duration: 12 * time.Second, Goroutines: goroutines,
+	}, func(start time.Time) {
+		// The phases of the scenario, on the wall clock.
+		time.Sleep(time.Until(start.Add(2 * time.Second)))
+		pausedAt = time.Now()
+		s.Pause()
+		time.Sleep(time.Until(start.Add(4 * time.Second)))
+		s.Resume()
+		resumedAt = time.Now()
+		time.Sleep(time.Until(start.Add(6 * time.Second)))
+		killedAt = time.Now()
+		s.Kill()
+		time.Sleep(time.Until(start.Add(8 * time.Second)))
+		s.Restart()
+		restartedAt = time.Now()
+	})
+	hits := v.snapshot()
+	count := func(from, to time.Time) int {
+		n := 0
+		for _, h := range hits {
+			if !h.at.Before(from) && h.at.Before(to) {
+				n++
+			}
+		}
+		return n
+	}
+	for _, o := range []struct {
+		name     string
+		from, to time.Time
+	}{{"paused", pausedAt, resumedAt}, {"killed", killedAt, restartedAt}} {
+		// Skip the first 300ms (requests admitted before the outage).
+		from := o.from.Add(300 * time.Millisecond)
+		n := count(from, o.to)
+		want := quota * o.to.Sub(from).Seconds()
+		t.Logf("%s: vendor saw %d requests in %v (local shares allow %.0f + burst)", o.name, n, o.to.Sub(from), want)
+		if float64(n) > 1.25*want+burst || float64(n) < 0.5*want {
+			t.Errorf("%s: %d requests, want about %.0f (local share of the quota)", o.name, n, want)
+		}
+	}
+	const period = redisx.DefaultHealthPeriod
+	for i, st := range stats {
+		// Per outage: the callers in flight when it began, then one probe
+		// per health period; plus a little for timeouts a loaded machine
+		// causes with Redis up.
+		limit := int64(2*(goroutines+int(2*time.Second/period)+1) + 4)
+		t.Logf("child %d: %d decisions, %d degraded, %d paid a Redis timeout (limit %d), worst degraded decision %v, members %d",
+			i, st.Attempts, st.Degraded, st.Slow, limit, st.WorstDegraded, st.Members)
+		if st.Degraded == 0 {
+			t.Errorf("child %d: never fell back", i)
+		}
+		if st.Slow > limit {
+			t.Errorf("child %d: %d decisions paid a Redis timeout, limit %d", i, st.Slow, limit)
+		}
+		if st.WorstDegraded > 500*time.Millisecond {
+			t.Errorf("child %d: a degraded decision took %v", i, st.WorstDegraded)
+		}
+		if st.Members != fleetProcs {
+			t.Errorf("child %d: counted %d members, want %d", i, st.Members, fleetProcs)
+		}
+		if last := time.Unix(0, st.LastDegraded); last.After(restartedAt.Add(3 * time.Second)) {
+			t.Errorf("child %d: still degraded %v after Redis came back", i, last.Sub(restartedAt))
+		}
+	}
+}
