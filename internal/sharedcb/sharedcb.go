@@ -197,6 +197,16 @@ var stateScript = redis.NewScript(`
 return {redis.call('PTTL', KEYS[1]), redis.call('EXISTS', KEYS[2])}
 `)
 
+// probeScript takes the probe lease only while the fleet is half-open (not
+// open, but tripped), so a process acting on a stale cached state cannot
+// probe a fleet that just closed or re-opened.
+// KEYS open, tripped, reports, probe. ARGV id, lease ms.
+var probeScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+if redis.call('SET', KEYS[4], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then return 1 end
+return 0
+`)
+
 // ReportOpen records that this process's local breaker opened. The fleet opens
 // when Quorum processes reported within Window. It reports whether the fleet
 // is open.
@@ -232,19 +242,16 @@ func (b *Breaker) OpenFor(ctx context.Context, d time.Duration) error {
 }
 
 // TryProbe reports whether this process holds the fleet's half-open probe
-// lease (SET NX PX ProbeLease): exactly one caller in the fleet wins per
-// lease. Without Redis it returns true: the local breaker decides.
+// lease (SET NX PX ProbeLease, taken only while the fleet is half-open in
+// Redis): exactly one caller in the fleet wins per lease. Without Redis it
+// returns true: the local breaker decides.
 func (b *Breaker) TryProbe(ctx context.Context) bool {
-	var ok bool
-	err := b.g.Do(ctx, func(ctx context.Context, c redis.UniversalClient) error {
-		var err error
-		ok, err = c.SetNX(ctx, b.keys[3], b.id, b.cfg.ProbeLease).Result()
-		return err
-	})
+	res, err := b.g.Run(ctx, probeScript, b.keys, b.id, b.cfg.ProbeLease.Milliseconds())
 	if err != nil {
 		return !redisx.CallerDone(ctx)
 	}
-	return ok
+	n, _ := res.(int64)
+	return n == 1
 }
 
 // ReportSuccess closes the fleet breaker after a good probe.

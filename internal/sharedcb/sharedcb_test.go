@@ -121,3 +121,37 @@ func TestRedisDown(t *testing.T) {
 		t.Fatalf("state %v after success", b.State())
 	}
 }
+
+// Regression: a process whose cached state is still half-open must not win a
+// probe lease after another process closed (or re-opened) the fleet; the
+// fleet test saw a second probe 2ms after the closing one.
+func TestStaleHalfOpenCannotProbe(t *testing.T) {
+	s := redistest.New(t)
+	a := New(guardFor(t, s.URL), s.Prefix, Config{})
+	defer a.Close()
+	b := New(guardFor(t, s.URL), s.Prefix, Config{})
+	defer b.Close()
+	ctx := context.Background()
+	if err := a.OpenFor(ctx, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if b.TryProbe(ctx) {
+		t.Fatal("probe won while the fleet is open")
+	}
+	waitFor(t, "half-open", func() bool { return a.State() == HalfOpen })
+	if !a.TryProbe(ctx) {
+		t.Fatal("no probe in half-open")
+	}
+	if err := a.ReportSuccess(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.TryProbe(ctx) {
+		t.Fatal("probe won after the fleet closed")
+	}
+	if err := a.ReportFailure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.TryProbe(ctx) {
+		t.Fatal("probe won after the fleet re-opened")
+	}
+}
