@@ -1,0 +1,208 @@
+package redisx
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrUnavailable is returned, without touching Redis, while the health breaker
+// is open, and wraps the failure that opened it.
+var ErrUnavailable = errors.New("redisx: redis unavailable")
+
+// Defaults of Options.
+const (
+	DefaultTimeout      = 50 * time.Millisecond
+	DefaultHealthPeriod = time.Second
+)
+
+// Options configures a Guard. The zero value is ready to use.
+type Options struct {
+	// Timeout bounds every call (it is applied as a context deadline; the
+	// client must honour it: see NewClientOptions). Zero means 50ms.
+	Timeout time.Duration
+	// HealthPeriod is how long the health breaker stays open after a failure
+	// before it lets one probe through. Zero means 1s.
+	HealthPeriod time.Duration
+	// OnStateChange, if set, is called (synchronously, keep it cheap) when the
+	// breaker opens (healthy=false) or closes (healthy=true).
+	OnStateChange func(healthy bool)
+}
+
+// Guard wraps a dedicated Redis client with a per-call deadline and a health
+// breaker. It is safe for concurrent use.
+type Guard struct {
+	c       redis.UniversalClient
+	timeout time.Duration
+	period  time.Duration
+	onState func(bool)
+
+	mu        sync.Mutex
+	open      bool
+	probing   bool
+	openUntil time.Time
+	cause     error
+}
+
+// New returns a Guard for c. It does no I/O, so it works with Redis down.
+// It panics if c is nil.
+func New(c redis.UniversalClient, opts Options) *Guard {
+	if c == nil {
+		panic("redisx: nil client")
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.HealthPeriod <= 0 {
+		opts.HealthPeriod = DefaultHealthPeriod
+	}
+	return &Guard{c: c, timeout: opts.Timeout, period: opts.HealthPeriod, onState: opts.OnStateChange}
+}
+
+// Client returns the wrapped client, for work that does not go through Do
+// (pub/sub subscriptions).
+func (g *Guard) Client() redis.UniversalClient { return g.c }
+
+// Timeout returns the per-call deadline.
+func (g *Guard) Timeout() time.Duration { return g.timeout }
+
+// Healthy reports whether the health breaker is closed.
+func (g *Guard) Healthy() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.open
+}
+
+// acquire reports whether a call may go to Redis now and whether it is the probe.
+func (g *Guard) acquire() (probe bool, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.open {
+		return false, nil
+	}
+	if g.probing || time.Now().Before(g.openUntil) {
+		return false, g.cause
+	}
+	g.probing = true
+	return true, nil
+}
+
+func (g *Guard) release(probe bool, err error) {
+	failed := isFailure(err)
+	g.mu.Lock()
+	if probe {
+		g.probing = false
+	}
+	changed := false
+	var healthy bool
+	switch {
+	case failed:
+		changed = !g.open
+		g.open = true
+		g.openUntil = time.Now().Add(g.period)
+		g.cause = &unavailableError{err}
+		healthy = false
+	case g.open && (probe || err == nil):
+		// A probe (or any call that got through and succeeded) closes it.
+		g.open = false
+		changed, healthy = true, true
+	}
+	g.mu.Unlock()
+	if changed && g.onState != nil {
+		g.onState(healthy)
+	}
+}
+
+// Do runs fn with a context bounded by the Guard's timeout, unless the health
+// breaker is open, in which case it returns an error matching ErrUnavailable
+// at once. fn's failure to reach Redis opens the breaker; Do returns it
+// wrapped so that it matches ErrUnavailable too.
+func (g *Guard) Do(ctx context.Context, fn func(ctx context.Context, c redis.UniversalClient) error) error {
+	probe, err := g.acquire()
+	if err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		if probe {
+			g.mu.Lock()
+			g.probing = false
+			g.mu.Unlock()
+		}
+		return ctx.Err()
+	}
+	cctx, cancel := context.WithTimeout(ctx, g.timeout)
+	err = fn(cctx, g.c)
+	cancel()
+	if err != nil && callerDone(ctx) {
+		// The caller gave up: that says nothing about Redis.
+		if probe {
+			g.mu.Lock()
+			g.probing = false
+			g.mu.Unlock()
+		}
+		return err
+	}
+	g.release(probe, err)
+	if isFailure(err) {
+		return &unavailableError{err}
+	}
+	return err
+}
+
+// Run runs script with EVALSHA, falling back to EVAL when Redis answers
+// NOSCRIPT (after a restart or SCRIPT FLUSH), through Do.
+func (g *Guard) Run(ctx context.Context, script *redis.Script, keys []string, args ...any) (any, error) {
+	var res any
+	err := g.Do(ctx, func(ctx context.Context, c redis.UniversalClient) error {
+		var err error
+		res, err = script.Run(ctx, c, keys, args...).Result()
+		return err
+	})
+	return res, err
+}
+
+// callerDone reports whether ctx is done or past its deadline (a socket
+// deadline taken from ctx can fire a moment before ctx's own timer).
+func callerDone(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
+}
+
+// CallerDone reports whether an error from Do may be the caller's own
+// deadline or cancellation rather than Redis's failure.
+func CallerDone(ctx context.Context) bool { return callerDone(ctx) }
+
+// isFailure reports whether err means Redis is unreachable or unhealthy, as
+// opposed to an answer.
+func isFailure(err error) bool {
+	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		for _, p := range []string{"LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "BUSY"} {
+			if strings.HasPrefix(msg, p) {
+				return true
+			}
+		}
+		return false
+	}
+	// Timeouts, pool timeouts, closed connections, EOFs, refused dials: no answer.
+	return true
+}
+
+type unavailableError struct{ err error }
+
+func (e *unavailableError) Error() string { return "redisx: redis unavailable: " + e.err.Error() }
+func (e *unavailableError) Unwrap() error { return e.err }
+func (e *unavailableError) Is(target error) bool {
+	return target == ErrUnavailable
+}

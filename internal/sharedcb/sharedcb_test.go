@@ -1,0 +1,157 @@
+package sharedcb
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-go/sluice/internal/redistest"
+	"github.com/sluice-go/sluice/internal/redisx"
+)
+
+func guardFor(t testing.TB, url string) *redisx.Guard {
+	t.Helper()
+	opt, err := redisx.NewClientOptions(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { _ = c.Close() })
+	return redisx.New(c, redisx.Options{})
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(2 * time.Millisecond) // polling
+	}
+}
+
+func subscribed(t *testing.T, s *redistest.Server, channel string, n int64) func() bool {
+	c := s.Client()
+	return func() bool { return c.PubSubNumSub(context.Background(), channel).Val()[channel] >= n }
+}
+
+// One report does not open the fleet; the second process's does, and every
+// instance sees it; one probe wins per lease; success closes everywhere.
+func TestQuorumProbeClose(t *testing.T) {
+	s := redistest.New(t)
+	var bs []*Breaker
+	for i := 0; i < 3; i++ {
+		b := New(guardFor(t, s.URL), s.Prefix, Config{Quorum: 2, OpenFor: 300 * time.Millisecond, ProbeLease: time.Minute})
+		t.Cleanup(func() { _ = b.Close() })
+		bs = append(bs, b)
+	}
+	waitFor(t, "subscriptions", subscribed(t, s, bs[0].channel, 3))
+	ctx := context.Background()
+	if open, err := bs[0].ReportOpen(ctx); open || err != nil {
+		t.Fatalf("one report opened the fleet: %v %v", open, err)
+	}
+	if open, _ := bs[0].ReportOpen(ctx); open {
+		t.Fatal("the same process reporting twice met the quorum")
+	}
+	if err := bs[2].Refresh(ctx); err != nil || bs[2].State() != Closed {
+		t.Fatalf("state %v %v", bs[2].State(), err)
+	}
+	if open, err := bs[1].ReportOpen(ctx); !open || err != nil {
+		t.Fatalf("quorum not met: %v %v", open, err)
+	}
+	for i, b := range bs {
+		waitFor(t, "open on "+strconv.Itoa(i), func() bool { return b.State() == Open })
+	}
+	for i, b := range bs {
+		waitFor(t, "half-open on "+strconv.Itoa(i), func() bool { return b.State() == HalfOpen })
+	}
+	var wins int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, b := range bs {
+		for j := 0; j < 5; j++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if b.TryProbe(ctx) {
+					mu.Lock()
+					wins++
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d probes won, want 1", wins)
+	}
+	if err := bs[0].ReportSuccess(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range bs {
+		waitFor(t, "closed on "+strconv.Itoa(i), func() bool { return b.State() == Closed })
+	}
+}
+
+// Redis down from the start: construction works, OpenFor opens this process,
+// the state ends at its expiry, TryProbe defers to the local breaker, Close
+// leaves no goroutine.
+func TestRedisDown(t *testing.T) {
+	url := "redis://127.0.0.1:" + strconv.Itoa(redistest.FreePort(t)) + "/0"
+	b := New(guardFor(t, url), "down", Config{})
+	defer b.Close()
+	ctx := context.Background()
+	if err := b.OpenFor(ctx, 100*time.Millisecond); err == nil {
+		t.Fatal("no error with Redis down")
+	}
+	if b.State() != Open {
+		t.Fatalf("state %v, want open", b.State())
+	}
+	waitFor(t, "half-open", func() bool { return b.State() == HalfOpen })
+	if !b.TryProbe(ctx) {
+		t.Fatal("TryProbe without Redis should defer to the local breaker")
+	}
+	_ = b.ReportSuccess(ctx)
+	if b.State() != Closed {
+		t.Fatalf("state %v after success", b.State())
+	}
+}
+
+// Regression: a process whose cached state is still half-open must not win a
+// probe lease after another process closed (or re-opened) the fleet; the
+// fleet test saw a second probe 2ms after the closing one.
+func TestStaleHalfOpenCannotProbe(t *testing.T) {
+	s := redistest.New(t)
+	a := New(guardFor(t, s.URL), s.Prefix, Config{})
+	defer a.Close()
+	b := New(guardFor(t, s.URL), s.Prefix, Config{})
+	defer b.Close()
+	ctx := context.Background()
+	if err := a.OpenFor(ctx, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if b.TryProbe(ctx) {
+		t.Fatal("probe won while the fleet is open")
+	}
+	waitFor(t, "half-open", func() bool { return a.State() == HalfOpen })
+	if !a.TryProbe(ctx) {
+		t.Fatal("no probe in half-open")
+	}
+	if err := a.ReportSuccess(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.TryProbe(ctx) {
+		t.Fatal("probe won after the fleet closed")
+	}
+	if err := a.ReportFailure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b.TryProbe(ctx) {
+		t.Fatal("probe won after the fleet re-opened")
+	}
+}
