@@ -188,54 +188,73 @@ func repeat(d, gap time.Duration, f func()) {
 }
 
 func phases() []phase {
+	// Settings that let everything else through, for phases aimed at one layer.
+	open := []string{"SLUICE_MAX_INFLIGHT=500", "SLUICE_USER_RATE=1000-S", "SLUICE_QUEUE_ACTIVE=200",
+		"SLUICE_QUEUE_WAITING=200", "SLUICE_VENDOR_RATE=1000-S", "SLUICE_FAKE_CAPACITY=0", "SLUICE_FAKE_RATE=0"}
+	with := func(env ...string) []string { return append(append([]string(nil), open...), env...) }
 	return []phase{
 		{
-			name: "inbound",
-			env: []string{"SLUICE_MAX_INFLIGHT=3", "SLUICE_USER_RATE=3-S", "SLUICE_QUEUE_ACTIVE=1",
-				"SLUICE_QUEUE_WAITING=1", "SLUICE_QUEUE_TIMEOUT=150ms", "SLUICE_FAKE_LATENCY=400ms",
-				"SLUICE_FAKE_CAPACITY=0", "SLUICE_FAKE_RATE=0"},
-			// 1 active + 1 waiting are held for 400ms; a third request passes
-			// the shedder (cap 3) and finds the queue full; the rest of each
-			// burst of 30 meets 3 in flight and is shed; the waiting one
-			// times out after 150ms.
+			// Two requests are held by the vendor for 400ms; every other
+			// request of a burst meets 2 in flight and is shed.
+			name: "shedder",
+			env:  with("SLUICE_MAX_INFLIGHT=2", "SLUICE_FAKE_LATENCY=400ms"),
 			drive: func(base string) {
-				repeat(2*time.Second, 50*time.Millisecond, func() { burst(base, 30, "") })
+				repeat(time.Second, 50*time.Millisecond, func() { burst(base, 10, "") })
+			},
+			expect: [][2]string{{"load_shedder", "overloaded"}},
+		},
+		{
+			// 1 active + 1 waiting; the waiting one times out after 150ms
+			// (the active one takes 400ms), the others find the queue full.
+			// One user sends 10 at once against a limit of 3 a second.
+			name: "inbound",
+			env: with("SLUICE_USER_RATE=3-S", "SLUICE_QUEUE_ACTIVE=1", "SLUICE_QUEUE_WAITING=1",
+				"SLUICE_QUEUE_TIMEOUT=150ms", "SLUICE_FAKE_LATENCY=400ms"),
+			drive: func(base string) {
+				repeat(time.Second, 50*time.Millisecond, func() { burst(base, 10, "") })
 				burst(base, 10, "flood")
 			},
 			expect: [][2]string{
-				{"load_shedder", "overloaded"},
 				{"user_rate_limiter", "rate_limited"},
 				{"admission_queue", "queue_full"},
 				{"admission_queue", "queue_timeout"},
 			},
 		},
 		{
+			// Every attempt outlives its 150ms timeout (the vendor takes
+			// 300ms), so calls exhaust their 2 attempts; a vendor rate of 5
+			// a second with a 50ms wait turns the rest away.
 			name: "outbound",
-			env: []string{"SLUICE_MAX_INFLIGHT=500", "SLUICE_USER_RATE=1000-S", "SLUICE_QUEUE_ACTIVE=200",
-				"SLUICE_QUEUE_WAITING=200", "SLUICE_VENDOR_CONCURRENCY=2", "SLUICE_VENDOR_QUEUE_TIMEOUT=50ms",
-				"SLUICE_VENDOR_RATE=5-S", "SLUICE_ATTEMPT_TIMEOUT=150ms", "SLUICE_RETRY_ATTEMPTS=2",
-				"SLUICE_FAKE_LATENCY=300ms", "SLUICE_FAKE_CAPACITY=0", "SLUICE_FAKE_RATE=0"},
-			drive: func(base string) {
-				repeat(4*time.Second, 100*time.Millisecond, func() { burst(base, 8, "") })
-			},
-			expect: [][2]string{
-				{"local_rate_limiter", "queue_timeout"},
-				{"retry", "retries_exhausted"},
-				{"circuit_breaker", "circuit_open"},
-			},
-		},
-		{
-			name: "bulkhead",
-			env: []string{"SLUICE_MAX_INFLIGHT=500", "SLUICE_USER_RATE=1000-S", "SLUICE_QUEUE_ACTIVE=200",
-				"SLUICE_QUEUE_WAITING=200", "SLUICE_VENDOR_CONCURRENCY=1", "SLUICE_VENDOR_QUEUE_TIMEOUT=50ms",
-				"SLUICE_VENDOR_RATE=1000-S", "SLUICE_ATTEMPT_TIMEOUT=5s", "SLUICE_RETRY_ATTEMPTS=1",
-				"SLUICE_FAKE_LATENCY=200ms", "SLUICE_FAKE_CAPACITY=0", "SLUICE_FAKE_RATE=0"},
+			env: with("SLUICE_VENDOR_RATE=5-S", "SLUICE_VENDOR_QUEUE_TIMEOUT=50ms", "SLUICE_ATTEMPT_TIMEOUT=150ms",
+				"SLUICE_RETRY_ATTEMPTS=2", "SLUICE_FAKE_LATENCY=300ms"),
 			drive: func(base string) {
 				repeat(2*time.Second, 100*time.Millisecond, func() { burst(base, 8, "") })
 			},
 			expect: [][2]string{
-				{"bulkhead", "queue_timeout"},
+				{"local_rate_limiter", "queue_timeout"},
+				{"retry", "retries_exhausted"},
 			},
+		},
+		{
+			// The vendor answers 500 to everything: the breaker opens after
+			// its minimum throughput and turns the rest away.
+			name: "breaker",
+			env:  with("SLUICE_FAKE_ERROR_RATE=1", "SLUICE_RETRY_ATTEMPTS=1", "SLUICE_FAKE_LATENCY=1ms"),
+			drive: func(base string) {
+				repeat(time.Second, 20*time.Millisecond, func() { burst(base, 4, "") })
+			},
+			expect: [][2]string{{"circuit_breaker", "circuit_open"}},
+		},
+		{
+			// One vendor call at a time, 200ms each, a 50ms wait for the
+			// bulkhead: most of each burst times out in its queue.
+			name: "bulkhead",
+			env: with("SLUICE_VENDOR_CONCURRENCY=1", "SLUICE_VENDOR_QUEUE_TIMEOUT=50ms", "SLUICE_ATTEMPT_TIMEOUT=5s",
+				"SLUICE_RETRY_ATTEMPTS=1", "SLUICE_FAKE_LATENCY=200ms"),
+			drive: func(base string) {
+				repeat(time.Second, 100*time.Millisecond, func() { burst(base, 8, "") })
+			},
+			expect: [][2]string{{"bulkhead", "queue_timeout"}},
 		},
 	}
 }
