@@ -434,4 +434,3 @@ func grepLines(text, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
-
