@@ -194,3 +194,35 @@ func TestDemo(t *testing.T) {
 	}
 	t.Logf("\n%s", out)
 }
+
+// With OTEL_EXPORTER_OTLP_ENDPOINT set, the app exports its spans over
+// OTLP/HTTP to that endpoint, and Close flushes them (the batcher's
+// goroutine and the exporter's sockets end with it: goleak checks).
+func TestTracesExportedAndFlushedOnClose(t *testing.T) {
+	var posts atomic.Int64
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/traces" {
+			posts.Add(1)
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer collector.Close()
+	a, err := NewApp(context.Background(), config(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.Handler())
+	if got := (&app{App: a, srv: srv}).chat(t, "alice", hello); got.status != http.StatusOK {
+		t.Errorf("chat: %s", got)
+	}
+	srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if posts.Load() == 0 {
+		t.Error("no spans reached the OTLP endpoint by the end of Close")
+	}
+}
