@@ -434,3 +434,32 @@ func grepLines(text, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A stream that breaks after the status was sent cannot change the status:
+// the app relays what came and ends the stream with an in-band error event.
+func TestBrokenStreamEndsWithErrorEvent(t *testing.T) {
+	v := newVendor(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "data: {\"choices\":[]}\n\n")
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		conn.Close() // mid-stream, before the chunked body's end
+	})
+	a := startApp(t, config(t, vendorEnv(v, nil)))
+	got := a.chat(t, "alice", `{"prompt":"hello","stream":true}`)
+	if got.status != http.StatusOK {
+		t.Fatalf("status %d: %s", got.status, got)
+	}
+	body := string(got.body)
+	if !strings.HasPrefix(body, "data: {\"choices\":[]}\n\n") || !strings.Contains(body, "event: error\ndata: {\"error\":") {
+		t.Errorf("the relayed stream %q lacks the vendor's event or the closing error event", body)
+	}
+	if strings.Contains(body, "[DONE]") {
+		t.Errorf("a broken stream ended with [DONE]: %q", body)
+	}
+}
