@@ -119,7 +119,11 @@ func (p *parser) redisURL(name string) string {
 		return ""
 	}
 	if _, err := redis.ParseURL(v); err != nil {
-		p.fail(name, v, "want redis://[user:password@]host:port/db or rediss://...")
+		shown := "(redacted)" // the value may hold a password: never print it whole
+		if u, err := url.Parse(v); err == nil {
+			shown = u.Redacted()
+		}
+		p.fail(name, shown, "want redis://[user:password@]host:port/db or rediss://...")
 		return ""
 	}
 	return v

@@ -141,6 +141,17 @@ func TestConfigRejectsInvalidValues(t *testing.T) {
 	}
 }
 
+// An invalid REDIS_URL is named in the error without its password.
+func TestConfigRedactsRedisPassword(t *testing.T) {
+	_, err := LoadConfig(getenv(map[string]string{"REDIS_URL": "redis://app:hunter2@127.0.0.1:6379/notadb"}))
+	if err == nil || !strings.Contains(err.Error(), "REDIS_URL=") {
+		t.Fatalf("LoadConfig: %v, want an error naming REDIS_URL", err)
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("the error %q shows the password", err)
+	}
+}
+
 // Values that look unusual but are valid are accepted, and a valid
 // configuration starts the app (the layers' own panics on impossible
 // settings cannot be reached from the environment).
