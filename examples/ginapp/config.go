@@ -136,7 +136,11 @@ func (p *parser) url(name string) string {
 	}
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.fail(name, v, "want an http:// or https:// URL with a host")
+		shown := "(redacted)" // the value may hold a password: never print it whole
+		if err == nil {
+			shown = u.Redacted()
+		}
+		p.fail(name, shown, "want an http:// or https:// URL with a host")
 		return ""
 	}
 	return strings.TrimRight(v, "/")

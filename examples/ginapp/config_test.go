@@ -141,14 +141,21 @@ func TestConfigRejectsInvalidValues(t *testing.T) {
 	}
 }
 
-// An invalid REDIS_URL is named in the error without its password.
-func TestConfigRedactsRedisPassword(t *testing.T) {
-	_, err := LoadConfig(getenv(map[string]string{"REDIS_URL": "redis://app:hunter2@127.0.0.1:6379/notadb"}))
-	if err == nil || !strings.Contains(err.Error(), "REDIS_URL=") {
-		t.Fatalf("LoadConfig: %v, want an error naming REDIS_URL", err)
-	}
-	if strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("the error %q shows the password", err)
+// An invalid URL is named in the error without its password.
+func TestConfigRedactsPasswords(t *testing.T) {
+	for name, v := range map[string]string{
+		"REDIS_URL":                   "redis://app:hunter2@127.0.0.1:6379/notadb",
+		"VENDOR_URL":                  "ftp://app:hunter2@vendor.example.com",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "grpc://app:hunter2@collector:4317",
+	} {
+		_, err := LoadConfig(getenv(map[string]string{name: v}))
+		if err == nil || !strings.Contains(err.Error(), name+"=") {
+			t.Errorf("LoadConfig(%s=%s): %v, want an error naming %s", name, v, err, name)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the error %q shows the password", err)
+		}
 	}
 }
 
