@@ -26,6 +26,7 @@ type App struct {
 	tel       *Telemetry
 	engine    *gin.Engine
 	client    *http.Client
+	transport *outbound.Transport // the client's sockets, closed by Close
 	vendorURL string
 	fake      *fakellm.Vendor // nil when VENDOR_URL is set
 	redis     redis.UniversalClient
@@ -67,12 +68,13 @@ func NewApp(ctx context.Context, cfg Config) (*App, error) {
 
 func (a *App) newClient(sl *otelx.Telemetry) *http.Client {
 	cfg := a.cfg
+	a.transport = outbound.NewTransport(
+		outbound.WithMaxConns(cfg.VendorMaxConns),
+		outbound.WithPoolTimeout(cfg.VendorQueueTimeout),
+	)
 	opts := []outbound.Option{
 		outbound.WithName("vendor"),
-		outbound.WithTransport(outbound.NewTransport(
-			outbound.WithMaxConns(cfg.VendorMaxConns),
-			outbound.WithPoolTimeout(cfg.VendorQueueTimeout),
-		)),
+		outbound.WithTransport(a.transport),
 		outbound.WithTelemetry(sl),
 		outbound.WithAttemptSpanOptions(otelhttp.WithTracerProvider(a.tel.TP), otelhttp.WithMeterProvider(a.tel.MP)),
 		outbound.WithRetry(outbound.RetrySettings{MaxAttempts: cfg.RetryAttempts}),
@@ -125,13 +127,16 @@ func requireAPIKey(c *gin.Context) {
 // Handler is the app's http.Handler.
 func (a *App) Handler() http.Handler { return a.engine }
 
-// Close releases the fake vendor and the Redis client and flushes telemetry.
+// Close closes the idle sockets to the vendor, releases the fake vendor and
+// the Redis client and flushes telemetry. Call it once no request is in
+// flight (after http.Server.Shutdown).
 func (a *App) Close(ctx context.Context) error {
+	// The client's Transport is the outbound chain, which has no
+	// CloseIdleConnections: close the sockets on the transport itself, before
+	// the fake vendor goes, so that no connection is left to read a dead peer.
+	a.transport.CloseIdleConnections()
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		a.closers[i]()
-	}
-	if t, ok := a.client.Transport.(interface{ CloseIdleConnections() }); ok {
-		t.CloseIdleConnections()
 	}
 	return a.tel.Shutdown(ctx)
 }

@@ -146,9 +146,10 @@ func (a *App) writeCallError(c *gin.Context, ctx context.Context, err error) {
 }
 
 // writeVendorStatus maps a vendor's error status: its rate limits (429, and
-// 503 with Retry-After) become 503 with Retry-After, anything else 502.
+// 503 with Retry-After) become 503 with Retry-After, anything else (a 503
+// without Retry-After included) 502, as docs/example-app.md says.
 func writeVendorStatus(c *gin.Context, code int, ra time.Duration) {
-	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+	if code == http.StatusTooManyRequests || (code == http.StatusServiceUnavailable && ra > 0) {
 		if ra <= 0 {
 			ra = time.Second
 		}

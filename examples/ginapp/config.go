@@ -2,12 +2,14 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	limiter "github.com/ulule/limiter/v3"
 )
 
@@ -48,21 +50,21 @@ type Config struct {
 func LoadConfig(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
 	c := Config{
-		Addr:        p.str("SLUICE_ADDR", "127.0.0.1:8080"),
+		Addr:        p.addr("SLUICE_ADDR", "127.0.0.1:8080"),
 		VendorURL:   p.url("VENDOR_URL"),
-		RedisURL:    p.str("REDIS_URL", ""),
-		OTLP:        p.str("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+		RedisURL:    p.redisURL("REDIS_URL"),
+		OTLP:        p.url("OTEL_EXPORTER_OTLP_ENDPOINT"),
 		ServiceName: p.str("OTEL_SERVICE_NAME", "sluice-ginapp"),
 
 		MaxInflight:  p.positive("SLUICE_MAX_INFLIGHT", 256),
-		UserRate:     p.rate("SLUICE_USER_RATE", "10-S"),
+		UserRate:     p.rate("SLUICE_USER_RATE", "10-S", false),
 		QueueActive:  p.positive("SLUICE_QUEUE_ACTIVE", 64),
 		QueueWaiting: p.nonNegative("SLUICE_QUEUE_WAITING", 128),
 		QueueTimeout: p.duration("SLUICE_QUEUE_TIMEOUT", 2*time.Second),
 
 		VendorMaxConns:     p.positive("SLUICE_VENDOR_MAX_CONNS", 16),
-		VendorRate:         p.rate("SLUICE_VENDOR_RATE", "50-S"),
-		VendorTokens:       p.rate("SLUICE_VENDOR_TOKENS", ""),
+		VendorRate:         p.smoothRate("SLUICE_VENDOR_RATE", "50-S"),
+		VendorTokens:       p.rate("SLUICE_VENDOR_TOKENS", "", true),
 		VendorConcurrency:  p.positive("SLUICE_VENDOR_CONCURRENCY", 8),
 		VendorQueueTimeout: p.duration("SLUICE_VENDOR_QUEUE_TIMEOUT", time.Second),
 		AttemptTimeout:     p.duration("SLUICE_ATTEMPT_TIMEOUT", 10*time.Second),
@@ -99,6 +101,34 @@ func (p *parser) str(name, def string) string {
 	return def
 }
 
+// addr wants host:port (the host may be empty: all interfaces).
+func (p *parser) addr(name, def string) string {
+	v := p.str(name, def)
+	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		p.fail(name, v, "want host:port, e.g. 127.0.0.1:8080 or :8080")
+		return def
+	}
+	return v
+}
+
+// redisURL wants what redis.ParseURL accepts, checked here so that a typo
+// stops the app at start rather than at the first request.
+func (p *parser) redisURL(name string) string {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return ""
+	}
+	if _, err := redis.ParseURL(v); err != nil {
+		shown := "(redacted)" // the value may hold a password: never print it whole
+		if u, err := url.Parse(v); err == nil {
+			shown = u.Redacted()
+		}
+		p.fail(name, shown, "want redis://[user:password@]host:port/db or rediss://...")
+		return ""
+	}
+	return v
+}
+
 func (p *parser) url(name string) string {
 	v := strings.TrimSpace(p.getenv(name))
 	if v == "" {
@@ -106,7 +136,11 @@ func (p *parser) url(name string) string {
 	}
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.fail(name, v, "want an http:// or https:// URL with a host")
+		shown := "(redacted)" // the value may hold a password: never print it whole
+		if err == nil {
+			shown = u.Redacted()
+		}
+		p.fail(name, shown, "want an http:// or https:// URL with a host")
 		return ""
 	}
 	return strings.TrimRight(v, "/")
@@ -160,18 +194,31 @@ func (p *parser) fraction(name string, def float64) float64 {
 }
 
 // rate parses ulule's format, <limit>-<period> with period S, M, H or D
-// (e.g. 10-S, 100000-M). An empty default means off (a zero Rate).
-func (p *parser) rate(name, def string) limiter.Rate {
+// (e.g. 10-S, 100000-M). When canBeOff, "off" (and an empty default) means
+// off, a zero Rate; otherwise the layer needs a rate and "off" is invalid.
+func (p *parser) rate(name, def string, canBeOff bool) limiter.Rate {
 	v := strings.TrimSpace(p.getenv(name))
 	if v == "" {
 		v = def
 	}
-	if v == "" || v == "off" {
+	if canBeOff && (v == "" || v == "off") {
 		return limiter.Rate{}
 	}
 	r, err := limiter.NewRateFromFormatted(v)
 	if err != nil || r.Limit <= 0 {
 		p.fail(name, v, "want <limit>-<period> with period S, M, H or D, e.g. 10-S")
+		return limiter.Rate{}
+	}
+	return r
+}
+
+// smoothRate is a rate that may be off, for a smooth limiter: one request
+// every Period/Limit, which must not round down to zero (outbound.WithRateLimit
+// would panic).
+func (p *parser) smoothRate(name, def string) limiter.Rate {
+	r := p.rate(name, def, true)
+	if r.Limit > 0 && r.Period/time.Duration(r.Limit) <= 0 {
+		p.fail(name, r.Formatted, "want at most one request per nanosecond")
 		return limiter.Rate{}
 	}
 	return r

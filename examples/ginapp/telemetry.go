@@ -36,9 +36,12 @@ func NewTelemetry(ctx context.Context, cfg Config) (*Telemetry, error) {
 	}
 	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	if cfg.OTLP != "" {
-		// otlptracehttp reads OTEL_EXPORTER_OTLP_ENDPOINT (and the other
-		// OTEL_EXPORTER_OTLP_* variables) itself.
-		exp, err := otlptracehttp.New(ctx)
+		// The endpoint comes from cfg, not from otlptracehttp's own reading
+		// of the process environment, so that the value LoadConfig checked
+		// is the one used. As the OTLP spec says of the generic variable,
+		// the traces path is appended to it. The other OTEL_EXPORTER_OTLP_*
+		// variables (headers, timeout, ...) still apply.
+		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(cfg.OTLP+"/v1/traces"))
 		if err != nil {
 			return nil, err
 		}
