@@ -68,7 +68,7 @@ func runCell(ctx context.Context, cfg Config, appName string, multiple float64) 
 }
 
 func main() {
-	cfg := Config{Load: Load{}}
+	var cfg Config
 	var loads, apps string
 	flag.IntVar(&cfg.C, "c", 16, "vendor: requests served at once")
 	flag.DurationVar(&cfg.L, "l", 100*time.Millisecond, "vendor: latency at or under c")
@@ -119,14 +119,14 @@ func bench(ctx context.Context, cfg Config, w, progress io.Writer) error {
 				return ctx.Err()
 			}
 			fmt.Fprintf(progress, "cell %gx %s: %s\n", m, name, time.Since(t).Round(100*time.Millisecond))
-			flag := ""
+			mark := ""
 			if c.GeneratorLimited {
-				flag = " ⚠"
+				mark = " ⚠"
 			}
 			fmt.Fprintf(w, "| %gx | %s | %.0f | %.0f | %.0f%% | %s | %s | %d | %s | %s | %d | %d | %d | %d | %d | %d%s | %s |\n",
 				m, name, c.Offered, c.Goodput, 100*c.Goodput/cfg.capacity(), ms(c.OKP50), ms(c.OKP99),
 				c.Rejected, ms(c.RejP50), ms(c.RejP99), c.Timeouts, c.Other,
-				c.Vendor.PeakInflight, c.Vendor.PeakConns, c.Vendor.Canceled, c.Dropped, flag, ms(c.SendLagP99))
+				c.Vendor.PeakInflight, c.Vendor.PeakConns, c.Vendor.Canceled, c.Dropped, mark, ms(c.SendLagP99))
 		}
 	}
 	fmt.Fprintf(w, "\ntotal %s\n", time.Since(start).Round(time.Second))
