@@ -12,13 +12,15 @@ import (
 
 // demoDefaults are the demo's settings for the variables the user did not
 // set: small enough that one burst trips every inbound layer and holds the
-// vendor at its caps.
+// vendor at its caps. The admission queue holds 12 active + 8 waiting; the
+// load shedder's cap of 21 leaves one place for a request on its way to
+// finding the queue full, so both layers show.
 var demoDefaults = map[string]string{
-	"SLUICE_MAX_INFLIGHT":         "64",
+	"SLUICE_MAX_INFLIGHT":         "21",
 	"SLUICE_USER_RATE":            "20-S",
-	"SLUICE_QUEUE_ACTIVE":         "16",
-	"SLUICE_QUEUE_WAITING":        "16",
-	"SLUICE_QUEUE_TIMEOUT":        "500ms",
+	"SLUICE_QUEUE_ACTIVE":         "12",
+	"SLUICE_QUEUE_WAITING":        "8",
+	"SLUICE_QUEUE_TIMEOUT":        "200ms",
 	"SLUICE_VENDOR_MAX_CONNS":     "8",
 	"SLUICE_VENDOR_RATE":          "50-S",
 	"SLUICE_VENDOR_CONCURRENCY":   "8",
