@@ -27,7 +27,10 @@ func NewClient(opts ...Option) *http.Client {
 //	local rate limiter → bulkhead → call timeout → attempt span → transport
 //
 // Layers whose option is absent are left out; the spans and the transport are
-// always there. See the package documentation for why this order.
+// always there. See the package documentation for why this order. The
+// returned RoundTripper has a CloseIdleConnections method that closes the
+// transport's idle connections (when the transport has one), so
+// http.Client.CloseIdleConnections works on a NewClient.
 func NewRoundTripper(opts ...Option) http.RoundTripper {
 	c := config{name: "default"}
 	for _, o := range opts {
@@ -56,7 +59,7 @@ func NewRoundTripper(opts ...Option) http.RoundTripper {
 			rt = l.wrap(rt, e)
 		}
 	}
-	return &pipelineRoundTripper{next: rt, tracer: c.tel.Tracer(), policy: otelx.AttrPolicyName.String(c.name)}
+	return &pipelineRoundTripper{next: rt, tracer: c.tel.Tracer(), policy: otelx.AttrPolicyName.String(c.name), transport: c.transport}
 }
 
 // Option configures NewClient and NewRoundTripper.

@@ -57,12 +57,19 @@ func run(demo bool, demoFor time.Duration) error {
 	return serve(ctx, app, ln)
 }
 
+// newServer is the app's http.Server: bounded header read time and header
+// size (a request past MaxHeaderBytes gets 431); the body limit is the chat
+// handler's (413).
+func newServer(app *App) *http.Server {
+	return &http.Server{Handler: app.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes: 64 << 10}
+}
+
 // serve runs until ctx ends (SIGTERM), then shuts down gracefully: it stops
 // accepting, lets in-flight requests finish within the grace period, and
 // flushes telemetry.
 func serve(ctx context.Context, app *App, ln net.Listener) error {
-	srv := &http.Server{Handler: app.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes: 64 << 10}
+	srv := newServer(app)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -36,7 +36,7 @@ func Drain(body io.ReadCloser) {
 // Negative, NaN, infinite and unparseable values are ignored.
 func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	if v := h.Get("Retry-After-Ms"); v != "" {
-		if d, ok := parseNumber(v, float64(time.Millisecond)); ok {
+		if d, ok := parseNumber(v, time.Millisecond); ok {
 			return d, true
 		}
 	}
@@ -44,7 +44,7 @@ func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	if v == "" {
 		return 0, false
 	}
-	if d, ok := parseNumber(v, float64(time.Second)); ok {
+	if d, ok := parseNumber(v, time.Second); ok {
 		return d, true
 	}
 	if t, err := http.ParseTime(v); err == nil {
@@ -53,16 +53,32 @@ func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-func parseNumber(v string, unit float64) (time.Duration, bool) {
-	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+func parseNumber(v string, unit time.Duration) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if n, err := strconv.ParseUint(v, 10, 64); err == nil || isRange(err) {
+		// Whole numbers, the form RFC 9110 defines, are exact: a float64
+		// holds only 53 bits, which would round large values.
+		if err != nil || n > uint64(math.MaxInt64/int64(unit)) {
+			return time.Duration(math.MaxInt64), true
+		}
+		return time.Duration(n) * unit, true
+	}
+	f, err := strconv.ParseFloat(v, 64)
 	if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, false
 	}
-	ns := f * unit
-	if ns > float64(math.MaxInt64) {
+	ns := math.Ceil(f * float64(unit))
+	// float64(math.MaxInt64) rounds up to 2^63, which does not fit: converting
+	// it to an int64 gives a negative number, so saturate at equality too.
+	if ns >= float64(math.MaxInt64) {
 		return time.Duration(math.MaxInt64), true
 	}
-	return time.Duration(math.Ceil(ns)), true
+	return time.Duration(ns), true
+}
+
+func isRange(err error) bool {
+	ne, ok := err.(*strconv.NumError)
+	return ok && ne.Err == strconv.ErrRange
 }
 
 // ShouldRetryHeader reads x-should-retry: it returns (true, true) for "true",

@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -71,4 +72,35 @@ func TestDrainIsBounded(t *testing.T) {
 		t.Fatalf("read %d closed %v; want %d true", c.read, c.closed, DrainLimit)
 	}
 	Drain(nil)
+}
+
+// TestRetryAfterTwoToThe63NanosecondsIsNotNegative: a value whose nanoseconds
+// round to exactly 2^63 passed the saturation check (float64(MaxInt64) is
+// 2^63) and converted to a negative duration, which the retry layer took for
+// "no wait" and retried at once.
+func TestRetryAfterTwoToThe63NanosecondsIsNotNegative(t *testing.T) {
+	for _, h := range []http.Header{
+		{"Retry-After": {"9223372036.854775808"}},
+		{"Retry-After": {"9223372036.8547758"}},
+		{"Retry-After-Ms": {"9223372036854.775808"}},
+	} {
+		got, ok := RetryAfter(h, time.Now())
+		if !ok || got != time.Duration(math.MaxInt64) {
+			t.Errorf("RetryAfter(%v) = %v, %v; want the saturated maximum, true", h, got, ok)
+		}
+	}
+}
+
+// TestRetryAfterLargeDeltaSecondsIsExact: whole seconds went through a
+// float64, so "9223372011" came back 512ns off; delta seconds are now parsed
+// as integers (found by FuzzRetryAfter).
+func TestRetryAfterLargeDeltaSecondsIsExact(t *testing.T) {
+	got, ok := RetryAfter(http.Header{"Retry-After": {"9223372011"}}, time.Now())
+	if want := 9223372011 * time.Second; !ok || got != want {
+		t.Fatalf("RetryAfter = %v, %v; want %v, true", got, ok, want)
+	}
+	got, ok = RetryAfter(http.Header{"Retry-After": {"99999999999999999999999"}}, time.Now())
+	if !ok || got != time.Duration(math.MaxInt64) {
+		t.Fatalf("an integer past uint64 = %v, %v; want the saturated maximum", got, ok)
+	}
 }
