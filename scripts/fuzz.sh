@@ -13,6 +13,8 @@ fuzztime="${FUZZTIME:-10s}"
 targets=(
 	"FuzzRetryAfter ./internal/httpx/"
 	"FuzzRedisKey ./internal/gcra/"
+	"FuzzKey ./internal/quota/"
+	"FuzzCooldownFromResponse ./internal/quota/"
 	"FuzzKeyFromHeader ./middleware/"
 	"FuzzChatInput ./examples/ginapp/"
 )
