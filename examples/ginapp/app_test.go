@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -461,5 +462,20 @@ func TestBrokenStreamEndsWithErrorEvent(t *testing.T) {
 	}
 	if strings.Contains(body, "[DONE]") {
 		t.Errorf("a broken stream ended with [DONE]: %q", body)
+	}
+}
+
+// TestHugeVendorRetryAfterIsCapped: a vendor asking for centuries must not
+// make the app tell its clients to wait centuries.
+func TestHugeVendorRetryAfterIsCapped(t *testing.T) {
+	vendor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "99999999999")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	t.Cleanup(vendor.Close)
+	a := startApp(t, config(t, map[string]string{"VENDOR_URL": vendor.URL, "SLUICE_RETRY_ATTEMPTS": "1"}))
+	got := a.chat(t, "alice", `{"prompt":"hi"}`)
+	if got.status != http.StatusServiceUnavailable || got.header.Get("Retry-After") != "3600" {
+		t.Fatalf("got %s with Retry-After %q, want 503 with 3600", got, got.header.Get("Retry-After"))
 	}
 }

@@ -160,7 +160,12 @@ func writeVendorStatus(c *gin.Context, code int, ra time.Duration) {
 	writeError(c, http.StatusBadGateway, "vendor", "vendor_error", fmt.Sprintf("the vendor answered %d", code), 0)
 }
 
+// maxRetryAfter caps the Retry-After the app sends: a vendor may ask for
+// years (or send garbage that parses as years); our clients get at most this.
+const maxRetryAfter = time.Hour
+
 func writeError(c *gin.Context, status int, layer, reason, msg string, retryAfter time.Duration) {
+	retryAfter = min(retryAfter, maxRetryAfter)
 	if retryAfter > 0 {
 		c.Header("Retry-After", sluice.RetryAfterSeconds(retryAfter))
 	}
