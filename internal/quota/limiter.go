@@ -213,8 +213,8 @@ type Reservation struct {
 	// reqN and costN are what a decision taken without Redis took from the
 	// local buckets, handed back by Cancel.
 	reqN, costN int
-	mu       sync.Mutex
-	canceled bool
+	mu          sync.Mutex
+	canceled    bool
 }
 
 // Wait is how long Reserve waited for the turn.
