@@ -28,7 +28,7 @@ type App struct {
 	engine    *gin.Engine
 	client    *http.Client
 	vendorURL string
-	fake      *fakellm.Vendor // nil when VENDOR_URL is set
+	fake      *fakellm.Vendor       // nil when VENDOR_URL is set
 	redis     redis.UniversalClient // user rate limit store
 	fleet     redis.UniversalClient // vendor quota and shared breaker: dedicated, no retries
 	closers   []func()
