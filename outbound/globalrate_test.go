@@ -265,3 +265,20 @@ func TestGlobalRetryWaitsForItsTurn(t *testing.T) {
 		}
 	}
 }
+
+// TestGlobalOnRedisCluster: the same quota works through a ClusterClient:
+// two clients share 2 requests per hour.
+func TestGlobalOnRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	var n counter
+	url := fleetVendor(t, &n)
+	s := GlobalRateLimitSettings{Client: cl.Client(), Name: "cluster", Requests: 2, Period: time.Hour, Burst: 2}
+	tm := newTelemetry(t)
+	a, b := globalClient(t, tm, s), globalClient(t, newTelemetry(t), s)
+	mustGet(t, a, url+"/ok")
+	mustGet(t, b, url+"/ok")
+	wantReason(t, call(context.Background(), a, url+"/ok"), sluice.LayerGlobalRateLimiter, sluice.ReasonRateLimited)
+	if d := tm.sum(t, otelx.MetricDegraded); d != 0 {
+		t.Errorf("degraded = %d on a healthy cluster", d)
+	}
+}
