@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/internal/httpx"
+	"github.com/sluice-go/sluice/internal/sharedcb"
 	"github.com/sluice-go/sluice/otelx"
 )
 
@@ -101,6 +102,9 @@ func (l breakerLayer) wrap(next http.RoundTripper, e *env) http.RoundTripper {
 		}).
 		Build()
 	rec.CircuitState(context.Background(), otelx.CircuitClosed) // the gauge starts known
+	if e.shared != nil {
+		b.fleet = newFleet(e.shared, e, b)
+	}
 	return b
 }
 
@@ -116,21 +120,32 @@ type breakerRoundTripper struct {
 	// holdUntil (unix nanoseconds) keeps the breaker shut past failsafe-go's
 	// open delay when the vendor's Retry-After asks for longer.
 	holdUntil atomic.Int64
+	// fleet, with WithSharedCircuitBreaker, is the state shared through Redis.
+	fleet *fleet
 }
 
 func (b *breakerRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	now := time.Now()
-	held := time.Duration(b.holdUntil.Load() - now.UnixNano())
-	if held > 0 || !b.cb.TryAcquirePermit() {
-		closeRequestBody(req)
-		e := sluice.NewError(sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen, circuitbreaker.ErrOpen)
-		e.RetryAfter = max(held, b.cb.RemainingDelay())
-		b.setSpanState(ctx, otelx.CircuitOpen)
-		b.rec.RejectedAttempt(ctx, e)
-		return nil, e
+	// fleetProbe: this call holds the fleet's one half-open probe lease; the
+	// fleet, not the local breaker, decides that it goes.
+	fleetProbe := false
+	if b.fleet != nil {
+		switch b.fleet.b.State() { // a cached flag: no Redis call
+		case sharedcb.Open:
+			return nil, b.reject(req, max(b.fleet.b.OpenRemaining(), time.Millisecond))
+		case sharedcb.HalfOpen:
+			if !b.fleet.b.TryProbe(ctx) {
+				return nil, b.reject(req, b.fleet.lease)
+			}
+			fleetProbe = true
+		}
 	}
-	probe := !b.cb.IsClosed()
+	held := time.Duration(b.holdUntil.Load() - now.UnixNano())
+	if !fleetProbe && (held > 0 || !b.cb.TryAcquirePermit()) {
+		return nil, b.reject(req, max(held, b.cb.RemainingDelay()))
+	}
+	probe := fleetProbe || !b.cb.IsClosed()
 	if probe {
 		b.setSpanState(ctx, otelx.CircuitHalfOpen)
 	} else {
@@ -138,16 +153,31 @@ func (b *breakerRoundTripper) RoundTrip(req *http.Request) (*http.Response, erro
 	}
 	b.rec.Allowed(ctx)
 	resp, err := b.next.RoundTrip(req)
+	bg := context.WithoutCancel(ctx)
 	switch {
 	case b.isFailure(resp, err):
-		b.cb.RecordFailure()
+		wasOpen := b.cb.IsOpen()
+		if !fleetProbe || !wasOpen {
+			b.cb.RecordFailure()
+		}
 		if resp != nil && b.maxRA > 0 && !b.cb.IsClosed() {
 			if ra, ok := httpx.RetryAfter(resp.Header, now); ok {
 				b.holdUntil.Store(now.Add(min(ra, b.maxRA)).UnixNano())
 			}
 		}
+		if b.fleet != nil {
+			b.fleetFailure(bg, resp, now, fleetProbe, !wasOpen && b.cb.IsOpen())
+		}
 	case err == nil:
 		b.cb.RecordSuccess()
+		if fleetProbe {
+			if err := b.fleet.b.ReportSuccess(bg); err != nil {
+				b.rec.Degraded(ctx)
+			}
+		}
+	case fleetProbe:
+		// A fleet probe that never reached the vendor: its lease runs out
+		// and another process probes; the fleet's state is unchanged.
 	case probe:
 		// A probe that never reached the vendor (our own rejection, or the
 		// caller gave up). failsafe-go has no way to hand back a half-open
@@ -156,6 +186,34 @@ func (b *breakerRoundTripper) RoundTrip(req *http.Request) (*http.Response, erro
 		b.cb.RecordFailure()
 	}
 	return resp, err
+}
+
+// reject fails an attempt with circuit_open.
+func (b *breakerRoundTripper) reject(req *http.Request, retryAfter time.Duration) error {
+	ctx := req.Context()
+	closeRequestBody(req)
+	e := sluice.NewError(sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen, circuitbreaker.ErrOpen)
+	e.RetryAfter = retryAfter
+	b.setSpanState(ctx, otelx.CircuitOpen)
+	b.rec.RejectedAttempt(ctx, e)
+	return e
+}
+
+// fleetFailure publishes a vendor failure to the fleet: a failed fleet probe
+// re-opens it, a local breaker that just opened reports toward the quorum,
+// and a 503 with Retry-After opens it at once.
+func (b *breakerRoundTripper) fleetFailure(ctx context.Context, resp *http.Response, now time.Time, fleetProbe, opened bool) {
+	var err error
+	switch {
+	case fleetProbe:
+		err = b.fleet.b.ReportFailure(ctx)
+	case opened:
+		_, err = b.fleet.b.ReportOpen(ctx)
+	}
+	if err != nil {
+		b.rec.Degraded(ctx)
+	}
+	b.fleet.vendorSignal(ctx, resp, now, b.rec.Degraded)
 }
 
 // setSpanState records on the pipeline span the state the breaker was in when

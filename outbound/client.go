@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -11,8 +12,11 @@ import (
 )
 
 // NewClient returns an *http.Client whose Transport is the outbound chain
-// built by NewRoundTripper. The client has no Timeout of its own: bound a
-// call with its request's context deadline, which every layer honours.
+// built by NewRoundTripper (a *RoundTripper). The client has no Timeout of its
+// own: bound a call with its request's context deadline, which every layer
+// honours. A chain with WithGlobalRateLimit or WithSharedCircuitBreaker holds
+// goroutines: release them with c.Transport.(*RoundTripper).Close(), or build
+// the chain with NewRoundTripper and keep it.
 //
 // NewClient panics, with a message starting "outbound: ", on impossible
 // settings (see each option). It is safe for concurrent use.
@@ -27,11 +31,9 @@ func NewClient(opts ...Option) *http.Client {
 //	local rate limiter → bulkhead → call timeout → attempt span → transport
 //
 // Layers whose option is absent are left out; the spans and the transport are
-// always there. See the package documentation for why this order. The
-// returned RoundTripper has a CloseIdleConnections method that closes the
-// transport's idle connections (when the transport has one), so
-// http.Client.CloseIdleConnections works on a NewClient.
-func NewRoundTripper(opts ...Option) http.RoundTripper {
+// always there. See the package documentation for why this order. Call Close
+// when done with it.
+func NewRoundTripper(opts ...Option) *RoundTripper {
 	c := config{name: "default"}
 	for _, o := range opts {
 		if o == nil {
@@ -45,7 +47,11 @@ func NewRoundTripper(opts ...Option) http.RoundTripper {
 	if c.tel == nil {
 		c.tel = otelx.New()
 	}
-	e := &env{tel: c.tel, name: c.name}
+	if c.shared != nil && c.slots[slotCircuitBreaker] == nil {
+		panic("outbound: WithSharedCircuitBreaker needs WithCircuitBreaker (the local breaker it shares)")
+	}
+	out := &RoundTripper{transport: c.transport}
+	e := &env{tel: c.tel, name: c.name, shared: c.shared, closers: &out.closers}
 
 	var rt http.RoundTripper = attemptRoundTripper{next: c.transport,
 		rec: c.tel.Recorder(sluice.LayerTransport, c.name)}
@@ -59,7 +65,49 @@ func NewRoundTripper(opts ...Option) http.RoundTripper {
 			rt = l.wrap(rt, e)
 		}
 	}
-	return &pipelineRoundTripper{next: rt, tracer: c.tel.Tracer(), policy: otelx.AttrPolicyName.String(c.name), transport: c.transport}
+	out.rt = &pipelineRoundTripper{next: rt, tracer: c.tel.Tracer(), policy: otelx.AttrPolicyName.String(c.name)}
+	return out
+}
+
+// RoundTripper is the outbound chain built by NewRoundTripper. It is safe for
+// concurrent use.
+type RoundTripper struct {
+	rt        http.RoundTripper
+	transport http.RoundTripper
+	closers   []func() error
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// RoundTrip sends req through the chain.
+func (r *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	return r.rt.RoundTrip(req)
+}
+
+// CloseIdleConnections closes the transport's idle connections, when it has
+// a CloseIdleConnections method (http.Client.CloseIdleConnections calls this).
+func (r *RoundTripper) CloseIdleConnections() {
+	if t, ok := r.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
+
+// Close stops what the Redis-backed layers run in the background (the global
+// rate limiter's heartbeat, the shared breaker's subscriber and refresh) and
+// closes idle connections. It does not close the Redis clients given in the
+// settings. Calls made after Close still work, with the fleet state as it
+// was last known. It is idempotent and returns nil for a chain without
+// Redis-backed layers.
+func (r *RoundTripper) Close() error {
+	r.closeOnce.Do(func() {
+		for i := len(r.closers) - 1; i >= 0; i-- {
+			if err := r.closers[i](); err != nil && r.closeErr == nil {
+				r.closeErr = err
+			}
+		}
+		r.CloseIdleConnections()
+	})
+	return r.closeErr
 }
 
 // Option configures NewClient and NewRoundTripper.
@@ -73,9 +121,8 @@ type slot int
 const (
 	slotRetry slot = iota
 	slotCircuitBreaker
-	// slotGlobalRateLimiter is reserved for the Redis-backed
-	// WithGlobalRateLimit (and WithSharedCircuitBreaker fills
-	// slotCircuitBreaker): both plug a layer into the slot.
+	// slotGlobalRateLimiter is WithGlobalRateLimit's. WithSharedCircuitBreaker
+	// fills no slot: it extends the breaker of slotCircuitBreaker.
 	slotGlobalRateLimiter
 	slotLocalRateLimiter
 	slotBulkhead
@@ -90,9 +137,14 @@ type layer interface {
 
 // env is what every layer gets at construction.
 type env struct {
-	tel  *otelx.Telemetry
-	name string
+	tel     *otelx.Telemetry
+	name    string
+	shared  *SharedBreakerSettings
+	closers *[]func() error
 }
+
+// onClose registers f to run at RoundTripper.Close.
+func (e *env) onClose(f func() error) { *e.closers = append(*e.closers, f) }
 
 type config struct {
 	transport       http.RoundTripper
@@ -100,6 +152,7 @@ type config struct {
 	name            string
 	attemptSpanOpts []otelhttp.Option
 	slots           [numSlots]layer
+	shared          *SharedBreakerSettings
 }
 
 // setSlot fills s, refusing to fill it twice: two options for one layer are

@@ -47,7 +47,9 @@
 //
 // Every rejection is a *sluice.Error naming its layer and reason. Overload
 // signals (queue_timeout, bulkhead_full, circuit_open, local rate_limited)
-// come back after exactly one attempt: they are never retried. A caller's own
+// come back after exactly one attempt: they are never retried. The global
+// limiter's rate_limited and vendor_cooldown carry the exact RetryAfter and
+// are retried like a vendor's Retry-After, only when it fits in the deadline. A caller's own
 // cancellation or deadline comes back as its context's error. No wait starts
 // that cannot end before the context's deadline: the retry layer fails at
 // once with retry/deadline_exceeded, and a queue fails with queue_timeout.
@@ -60,6 +62,27 @@
 // drained (at most 4 KiB) and closed first. A failsafe-go budget caps
 // pending retries at a share of the calls in flight (see RetrySettings.Budget
 // for the exact bound).
+//
+// # Fleet state in Redis
+//
+// WithGlobalRateLimit shares a vendor quota (requests and tokens per period)
+// and the vendor's cooldowns across every process using the same Redis and
+// name; with a nil Client it limits in this process only.
+// WithSharedCircuitBreaker shares the local breaker's open state, with a
+// quorum and one fleet-wide half-open probe. Both take a dedicated
+// redis.UniversalClient (standalone or Cluster), do no I/O at construction,
+// fall back per their failure mode while Redis is down (counted as
+// resilience.degraded) and run goroutines that RoundTripper.Close stops:
+//
+//	rt := outbound.NewRoundTripper(
+//		outbound.WithName("openai"),
+//		outbound.WithCircuitBreaker(outbound.BreakerSettings{}),
+//		outbound.WithSharedCircuitBreaker(outbound.SharedBreakerSettings{Client: rdb}),
+//		outbound.WithGlobalRateLimit(outbound.GlobalRateLimitSettings{Client: rdb,
+//			Requests: 500, Period: time.Minute, MaxWait: time.Second}),
+//	)
+//	defer rt.Close()
+//	client := &http.Client{Transport: rt}
 //
 // # Telemetry
 //

@@ -118,11 +118,18 @@ type budgetPermits interface {
 }
 
 // DefaultShouldRetry retries transport errors (refused, reset, unexpected
-// EOF, net timeouts, the transport layer's timeouts), call timeouts, and
-// responses 408, 429, 500, 502, 503 and 504.
+// EOF, net timeouts, the transport layer's timeouts), call timeouts, the
+// global rate limiter's rate_limited and vendor_cooldown when they carry a
+// RetryAfter (waited like a vendor's Retry-After: only when it fits in
+// MaxRetryAfter and the deadline), and responses 408, 429, 500, 502, 503 and
+// 504.
 func DefaultShouldRetry(resp *http.Response, err error) bool {
 	if err != nil {
 		if e := sluice.ErrorOf(err); e != nil {
+			if e.Layer == sluice.LayerGlobalRateLimiter {
+				// Never sent: worth another attempt once its turn comes.
+				return (e.Reason == sluice.ReasonRateLimited || e.Reason == sluice.ReasonVendorCooldown) && e.RetryAfter > 0
+			}
 			return e.Layer == sluice.LayerTransport || e.Layer == sluice.LayerCallTimeout
 		}
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -250,7 +257,16 @@ func (r *retryRoundTripper) decide(resp *http.Response, err error) (retry bool, 
 		if sluice.IsOverload(err) {
 			return false, 0
 		}
-		return r.s.ShouldRetry(nil, err), 0
+		if !r.s.ShouldRetry(nil, err) {
+			return false, 0
+		}
+		// The global rate limiter's rate_limited and vendor_cooldown carry
+		// the exact wait: honoured like a vendor's Retry-After, so the retry
+		// happens only when it fits in MaxRetryAfter and the deadline.
+		if e := sluice.ErrorOf(err); e != nil && e.Layer == sluice.LayerGlobalRateLimiter {
+			return true, e.RetryAfter
+		}
+		return true, 0
 	}
 	force, present := httpx.ShouldRetryHeader(resp.Header)
 	if present && !force {

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluice-go/sluice"
+	"github.com/sluice-go/sluice/internal/redistest"
 	"github.com/sluice-go/sluice/otelx"
 )
 
@@ -123,7 +124,9 @@ type verdictCase struct {
 }
 
 func chain(t *testing.T, tm *telemetry, opts ...Option) *http.Client {
-	return NewClient(append([]Option{WithName(policy), WithTelemetry(tm.tel), WithTransport(transport(t))}, opts...)...)
+	c := NewClient(append([]Option{WithName(policy), WithTelemetry(tm.tel), WithTransport(transport(t))}, opts...)...)
+	t.Cleanup(func() { _ = c.Transport.(*RoundTripper).Close() })
+	return c
 }
 
 func exactly(want float64) func(float64) bool { return func(v float64) bool { return v == want } }
@@ -195,10 +198,40 @@ func verdictCases() []verdictCase {
 				return chain(t, tm, WithAttemptTimeout(50*time.Millisecond)), verdictVendor(t) + "/hang"
 			}},
 	}
-	for _, r := range sluice.LayerGlobalRateLimiter.Reasons() {
-		cases = append(cases, verdictCase{layer: sluice.LayerGlobalRateLimiter, reason: r,
-			skip: "global_rate_limiter is not wired into the chain yet (its slot is reserved); nothing can trigger it"})
+	// The global rate limiter on a real Redis: one request per hour, so the
+	// second call finds the quota spent (or, after a vendor 503 with
+	// Retry-After: 60, the fleet cooling down).
+	global := func(t *testing.T, tm *telemetry, maxWait time.Duration) (*http.Client, string) {
+		srv := redistest.New(t)
+		return chain(t, tm, WithGlobalRateLimit(GlobalRateLimitSettings{Client: srv.Client(), Name: srv.Prefix,
+			Requests: 1, Period: time.Hour, MaxWait: maxWait})), verdictVendor(t)
 	}
+	cases = append(cases,
+		verdictCase{layer: sluice.LayerGlobalRateLimiter, reason: sluice.ReasonRateLimited,
+			retryAfter: func(v float64) bool { return v > 3500 && v <= 3600 },
+			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+				c, url := global(t, tm, 0)
+				mustGet(t, c, url+"/one")
+				return c, url + "/call"
+			}},
+		verdictCase{layer: sluice.LayerGlobalRateLimiter, reason: sluice.ReasonQueueTimeout,
+			retryAfter: func(v float64) bool { return v > 3500 && v <= 3600 },
+			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+				c, url := global(t, tm, 20*time.Millisecond)
+				mustGet(t, c, url+"/one")
+				return c, url + "/call"
+			}},
+		verdictCase{layer: sluice.LayerGlobalRateLimiter, reason: sluice.ReasonVendorCooldown,
+			retryAfter: func(v float64) bool { return v > 30 && v <= 60 },
+			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+				srv := redistest.New(t)
+				url := verdictVendor(t)
+				c := chain(t, tm, WithGlobalRateLimit(GlobalRateLimitSettings{Client: srv.Client(), Name: srv.Prefix,
+					Requests: 1000, Period: time.Second, Burst: 10}))
+				mustGet(t, c, url+"/busy60") // 503 + Retry-After: 60
+				return c, url + "/call"
+			}},
+	)
 	for _, r := range sluice.LayerTransport.Reasons() {
 		cases = append(cases, verdictCase{layer: sluice.LayerTransport, reason: r,
 			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {

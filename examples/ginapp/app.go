@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/sluice-go/sluice/examples/ginapp/internal/fakellm"
+	"github.com/sluice-go/sluice/internal/redisx"
 	"github.com/sluice-go/sluice/middleware"
 	"github.com/sluice-go/sluice/otelx"
 	"github.com/sluice-go/sluice/outbound"
@@ -28,8 +29,9 @@ type App struct {
 	client    *http.Client
 	transport *outbound.Transport // the client's sockets, closed by Close
 	vendorURL string
-	fake      *fakellm.Vendor // nil when VENDOR_URL is set
-	redis     redis.UniversalClient
+	fake      *fakellm.Vendor       // nil when VENDOR_URL is set
+	redis     redis.UniversalClient // user rate limit store
+	fleet     redis.UniversalClient // vendor quota and shared breaker: dedicated, no retries
 	closers   []func()
 }
 
@@ -59,9 +61,18 @@ func NewApp(ctx context.Context, cfg Config) (*App, error) {
 		rc := middleware.NewRedisClient(opt) // tight timeouts, no retries
 		a.redis = rc
 		a.closers = append(a.closers, func() { _ = rc.Close() })
+		fopt, err := redisx.NewClientOptions(cfg.RedisURL) // parses only: no I/O
+		if err != nil {
+			return nil, fmt.Errorf("config: REDIS_URL: %w", err)
+		}
+		fc := redis.NewClient(fopt)
+		a.fleet = fc
+		a.closers = append(a.closers, func() { _ = fc.Close() })
 	}
 	sl := otelx.New(otelx.WithTracerProvider(tel.TP), otelx.WithMeterProvider(tel.MP))
 	a.client = a.newClient(sl)
+	// The chain's Redis heartbeat and subscriber stop before the clients close.
+	a.closers = append(a.closers, func() { _ = a.client.Transport.(*outbound.RoundTripper).Close() })
 	a.engine = a.newEngine(sl)
 	return a, nil
 }
@@ -82,7 +93,7 @@ func (a *App) newClient(sl *otelx.Telemetry) *http.Client {
 		outbound.WithBulkhead(cfg.VendorConcurrency, cfg.VendorQueueTimeout),
 		outbound.WithStreamingAttemptTimeout(cfg.AttemptTimeout),
 	}
-	opts = append(opts, a.vendorLimitOptions()...)
+	opts = append(opts, a.vendorLimitOptions(a.fleet)...)
 	return outbound.NewClient(opts...)
 }
 
@@ -127,9 +138,9 @@ func requireAPIKey(c *gin.Context) {
 // Handler is the app's http.Handler.
 func (a *App) Handler() http.Handler { return a.engine }
 
-// Close closes the idle sockets to the vendor, releases the fake vendor and
-// the Redis client and flushes telemetry. Call it once no request is in
-// flight (after http.Server.Shutdown).
+// Close releases the outbound chain (its Redis heartbeat and subscriber, its
+// idle connections), the Redis clients and the fake vendor, and flushes
+// telemetry.
 func (a *App) Close(ctx context.Context) error {
 	// The client's Transport is the outbound chain, which has no
 	// CloseIdleConnections: close the sockets on the transport itself, before

@@ -217,8 +217,8 @@ func (p *parser) rate(name, def string, canBeOff bool) limiter.Rate {
 // would panic).
 func (p *parser) smoothRate(name, def string) limiter.Rate {
 	r := p.rate(name, def, true)
-	if r.Limit > 0 && r.Period/time.Duration(r.Limit) <= 0 {
-		p.fail(name, r.Formatted, "want at most one request per nanosecond")
+	if r.Limit > 0 && r.Period/time.Duration(r.Limit) < time.Microsecond {
+		p.fail(name, r.Formatted, "want at most one request per microsecond")
 		return limiter.Rate{}
 	}
 	return r

@@ -92,6 +92,18 @@ type Limiter struct {
 	closeOnce sync.Once
 }
 
+// NewLocal returns a Limiter that never uses Redis: the whole quota is
+// enforced in this process (GCRA-equivalent token buckets from
+// golang.org/x/time/rate), cooldowns are local, and no decision counts as
+// degraded. Config.Fallback, OnDegraded and Heartbeat are ignored. It panics
+// on an invalid Config.
+func NewLocal(name string, cfg Config) *Limiter {
+	cfg.Fallback = FailOpen // validated like New, but starts no heartbeat
+	l := build(nil, name, cfg)
+	l.cfg.OnDegraded = nil
+	return l
+}
+
 // New returns a Limiter named name on g. It does no I/O (a LocalShare limiter
 // starts a heartbeat goroutine, stopped by Close). It panics on an invalid
 // Config.
@@ -99,6 +111,10 @@ func New(g *redisx.Guard, name string, cfg Config) *Limiter {
 	if g == nil {
 		panic("quota: nil guard")
 	}
+	return build(g, name, cfg)
+}
+
+func build(g *redisx.Guard, name string, cfg Config) *Limiter {
 	if name == "" {
 		panic("quota: empty name")
 	}
@@ -157,7 +173,7 @@ func New(g *redisx.Guard, name string, cfg Config) *Limiter {
 	// no tokens, so start the local buckets full at their real burst.
 	l.reqLim = rate.NewLimiter(l.reqLim.Limit(), l.reqLim.Burst())
 	l.costLim = rate.NewLimiter(l.costLim.Limit(), l.costLim.Burst())
-	if cfg.Fallback == LocalShare {
+	if cfg.Fallback == LocalShare && g != nil {
 		go l.heartbeat()
 	} else {
 		close(l.done)
@@ -180,7 +196,7 @@ func (l *Limiter) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.stop)
 		<-l.done
-		if l.cfg.Fallback == LocalShare {
+		if l.cfg.Fallback == LocalShare && l.g != nil {
 			_, _ = l.g.Run(context.Background(), membersScript, []string{l.mkey}, l.id, 0, "0")
 		}
 	})
@@ -192,9 +208,13 @@ type Reservation struct {
 	l        *Limiter
 	cost     int64
 	wait     time.Duration
-	degraded bool
-	mu       sync.Mutex
-	canceled bool
+	degraded bool // decided by the local buckets, without Redis
+	local    bool // by a NewLocal limiter: not a fallback, not Degraded
+	// reqN and costN are what a decision taken without Redis took from the
+	// local buckets, handed back by Cancel.
+	reqN, costN int
+	mu          sync.Mutex
+	canceled    bool
 }
 
 // Wait is how long Reserve waited for the turn.
@@ -206,7 +226,7 @@ func (r *Reservation) Wait() time.Duration {
 }
 
 // Degraded reports whether the decision was taken without Redis.
-func (r *Reservation) Degraded() bool { return r != nil && r.degraded }
+func (r *Reservation) Degraded() bool { return r != nil && r.degraded && !r.local }
 
 // Reserve admits one request costing cost (ignored without a cost quota) in
 // one Redis round trip. When the quota is exhausted, the script reserves the
@@ -221,6 +241,9 @@ func (l *Limiter) Reserve(ctx context.Context, cost int64) (*Reservation, error)
 		cost = 0
 	}
 	budget := l.budget(ctx)
+	if l.g == nil {
+		return l.local(ctx, cost, budget, nil, false)
+	}
 	res, err := l.g.Run(ctx, reserveScript, l.keys, l.reqT, l.reqOff, l.costT, l.costOff, cost, budget.Microseconds())
 	if err != nil {
 		if redisx.CallerDone(ctx) {
@@ -326,6 +349,7 @@ func (r *Reservation) Cancel(ctx context.Context) error {
 	cost := r.cost
 	r.mu.Unlock()
 	if r.degraded {
+		r.l.refundLocal(r.reqN, r.costN)
 		return nil
 	}
 	var req int64
@@ -336,7 +360,7 @@ func (r *Reservation) Cancel(ctx context.Context) error {
 }
 
 func (l *Limiter) adjust(ctx context.Context, req, cost int64, local bool) error {
-	if !local {
+	if !local && l.g != nil {
 		rd := "0"
 		if req != 0 {
 			rd = "-" + l.reqT
@@ -369,6 +393,9 @@ func (l *Limiter) Cooldown(ctx context.Context, d time.Duration) error {
 		if cur >= end || l.cooldown.CompareAndSwap(cur, end) {
 			break
 		}
+	}
+	if l.g == nil {
+		return nil
 	}
 	_, err := l.g.Run(ctx, cooldownScript, l.keys[2:3], max(d.Milliseconds(), 1))
 	return err
@@ -418,6 +445,12 @@ func (l *Limiter) fallback(ctx context.Context, cost int64, budget time.Duration
 	case FailClosed:
 		return nil, sluice.NewError(sluice.LayerGlobalRateLimiter, sluice.ReasonRateLimited, cause)
 	}
+	return l.local(ctx, cost, budget, cause, true)
+}
+
+// local decides with the in-process buckets: the local share of a LocalShare
+// fallback (degraded), or the whole quota of a NewLocal limiter.
+func (l *Limiter) local(ctx context.Context, cost int64, budget time.Duration, cause error, degraded bool) (*Reservation, error) {
 	now := time.Now()
 	var waited time.Duration
 	if end := time.Unix(0, l.cooldown.Load()); now.Before(end) {
@@ -465,5 +498,30 @@ func (l *Limiter) fallback(ctx context.Context, cost int64, budget time.Duration
 		l.mu.Unlock()
 		return nil, sluice.NewError(sluice.LayerGlobalRateLimiter, sluice.ReasonQueueTimeout, err)
 	}
-	return &Reservation{l: l, cost: cost, wait: waited + delay, degraded: true}, nil
+	// A local reservation is handed back by Cancel; Reconcile then charges
+	// surcharges to the local buckets.
+	res := &Reservation{l: l, cost: cost, wait: waited + delay, degraded: true, local: !degraded}
+	if rr != nil {
+		res.reqN = 1
+	}
+	if cr != nil {
+		res.costN = int(min(cost, int64(l.costLim.Burst())))
+	}
+	return res, nil
+}
+
+// refundLocal gives tokens back to the local buckets. rate.Reservation.Cancel
+// refunds only a reservation whose time has not come yet; a negative ReserveN
+// adds the tokens back whenever (the bucket is capped at its burst again on
+// its next use).
+func (l *Limiter) refundLocal(req, cost int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if req > 0 {
+		l.reqLim.ReserveN(now, -req)
+	}
+	if cost > 0 {
+		l.costLim.ReserveN(now, -cost)
+	}
 }

@@ -329,3 +329,12 @@ func (b *Breaker) subscribe() {
 		}
 	}
 }
+
+// OpenRemaining returns how long the cached open state lasts, zero when the
+// fleet is not open. It never calls Redis.
+func (b *Breaker) OpenRemaining() time.Duration {
+	if u := b.openUntil.Load(); u != 0 {
+		return max(0, time.Duration(u-time.Now().UnixNano()))
+	}
+	return 0
+}

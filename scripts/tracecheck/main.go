@@ -231,7 +231,7 @@ func phases() []phase {
 				repeat(2*time.Second, 100*time.Millisecond, func() { burst(base, 8, "") })
 			},
 			expect: [][2]string{
-				{"local_rate_limiter", "queue_timeout"},
+				{"global_rate_limiter", "queue_timeout"},
 				{"retry", "retries_exhausted"},
 			},
 		},
