@@ -175,13 +175,7 @@ func (r *Recorder) Rejected(ctx context.Context, e *sluice.Error) {
 	if r == nil || e == nil {
 		return
 	}
-	a, ok := r.rejected[e.Reason]
-	if !ok {
-		a = newRejectAttrs([]attribute.KeyValue{AttrLayer.String(string(r.layer)), AttrPolicyName.String(r.policy)},
-			e.Reason, OutcomeOf(e.Reason))
-	}
-	r.t.requests.Add(ctx, 1, a.metric...)
-	span := trace.SpanFromContext(ctx)
+	a, span := r.count(ctx, e)
 	if !span.IsRecording() {
 		return
 	}
@@ -194,6 +188,18 @@ func (r *Recorder) Rejected(ctx context.Context, e *sluice.Error) {
 	}
 }
 
+// count adds e to resilience.requests and returns its attributes and the span
+// in ctx.
+func (r *Recorder) count(ctx context.Context, e *sluice.Error) (rejectAttrs, trace.Span) {
+	a, ok := r.rejected[e.Reason]
+	if !ok {
+		a = newRejectAttrs([]attribute.KeyValue{AttrLayer.String(string(r.layer)), AttrPolicyName.String(r.policy)},
+			e.Reason, OutcomeOf(e.Reason))
+	}
+	r.t.requests.Add(ctx, 1, a.metric...)
+	return a, trace.SpanFromContext(ctx)
+}
+
 // RejectedAttempt counts e like Rejected, but records it on the span in ctx
 // as an EventRejected event rather than as attributes. Use it for a decision
 // about one attempt of a call that a later attempt may make good: the span's
@@ -203,13 +209,7 @@ func (r *Recorder) RejectedAttempt(ctx context.Context, e *sluice.Error) {
 	if r == nil || e == nil {
 		return
 	}
-	a, ok := r.rejected[e.Reason]
-	if !ok {
-		a = newRejectAttrs([]attribute.KeyValue{AttrLayer.String(string(r.layer)), AttrPolicyName.String(r.policy)},
-			e.Reason, OutcomeOf(e.Reason))
-	}
-	r.t.requests.Add(ctx, 1, a.metric...)
-	span := trace.SpanFromContext(ctx)
+	a, span := r.count(ctx, e)
 	if !span.IsRecording() {
 		return
 	}
