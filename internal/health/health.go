@@ -18,7 +18,7 @@ type Breaker struct {
 // New returns a healthy breaker that, after a failure, skips the store for period.
 func New(period time.Duration) *Breaker {
 	if period <= 0 {
-		panic("middleware: health period must be positive")
+		panic("health: the period must be positive")
 	}
 	return &Breaker{period: period}
 }

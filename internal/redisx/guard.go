@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sluice-go/sluice/internal/health"
 )
 
 // ErrUnavailable is returned, without touching Redis, while the health breaker
@@ -38,14 +40,10 @@ type Options struct {
 type Guard struct {
 	c       redis.UniversalClient
 	timeout time.Duration
-	period  time.Duration
 	onState func(bool)
 
-	mu        sync.Mutex
-	open      bool
-	probing   bool
-	openUntil time.Time
-	cause     error
+	health *health.Breaker
+	cause  atomic.Pointer[unavailableError] // why the breaker last opened
 }
 
 // New returns a Guard for c. It does no I/O, so it works with Redis down.
@@ -60,7 +58,8 @@ func New(c redis.UniversalClient, opts Options) *Guard {
 	if opts.HealthPeriod <= 0 {
 		opts.HealthPeriod = DefaultHealthPeriod
 	}
-	return &Guard{c: c, timeout: opts.Timeout, period: opts.HealthPeriod, onState: opts.OnStateChange}
+	return &Guard{c: c, timeout: opts.Timeout, onState: opts.OnStateChange,
+		health: health.New(opts.HealthPeriod)}
 }
 
 // Client returns the wrapped client, for work that does not go through Do
@@ -71,49 +70,32 @@ func (g *Guard) Client() redis.UniversalClient { return g.c }
 func (g *Guard) Timeout() time.Duration { return g.timeout }
 
 // Healthy reports whether the health breaker is closed.
-func (g *Guard) Healthy() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return !g.open
+func (g *Guard) Healthy() bool { return g.health.Healthy() }
+
+// acquire reports whether a call may go to Redis now: always while the
+// breaker is closed; while it is open, to one probe per health period.
+func (g *Guard) acquire() error {
+	if g.health.Allow(time.Now()) {
+		return nil
+	}
+	if c := g.cause.Load(); c != nil {
+		return c
+	}
+	return ErrUnavailable
 }
 
-// acquire reports whether a call may go to Redis now and whether it is the probe.
-func (g *Guard) acquire() (probe bool, err error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.open {
-		return false, nil
+// release records a call's verdict: a failure to reach Redis opens the
+// breaker, anything else (an answer, even an error answer) closes it.
+func (g *Guard) release(err error) {
+	was := g.health.Healthy()
+	if isFailure(err) {
+		g.cause.Store(&unavailableError{err})
+		g.health.Failure(time.Now())
+	} else {
+		g.health.Success()
 	}
-	if g.probing || time.Now().Before(g.openUntil) {
-		return false, g.cause
-	}
-	g.probing = true
-	return true, nil
-}
-
-func (g *Guard) release(probe bool, err error) {
-	failed := isFailure(err)
-	g.mu.Lock()
-	if probe {
-		g.probing = false
-	}
-	changed := false
-	var healthy bool
-	switch {
-	case failed:
-		changed = !g.open
-		g.open = true
-		g.openUntil = time.Now().Add(g.period)
-		g.cause = &unavailableError{err}
-		healthy = false
-	case g.open && (probe || err == nil):
-		// A probe (or any call that got through and succeeded) closes it.
-		g.open = false
-		changed, healthy = true, true
-	}
-	g.mu.Unlock()
-	if changed && g.onState != nil {
-		g.onState(healthy)
+	if now := g.health.Healthy(); now != was && g.onState != nil {
+		g.onState(now)
 	}
 }
 
@@ -122,31 +104,22 @@ func (g *Guard) release(probe bool, err error) {
 // at once. fn's failure to reach Redis opens the breaker; Do returns it
 // wrapped so that it matches ErrUnavailable too.
 func (g *Guard) Do(ctx context.Context, fn func(ctx context.Context, c redis.UniversalClient) error) error {
-	probe, err := g.acquire()
-	if err != nil {
+	if err := g.acquire(); err != nil {
 		return err
 	}
 	if ctx.Err() != nil {
-		if probe {
-			g.mu.Lock()
-			g.probing = false
-			g.mu.Unlock()
-		}
 		return ctx.Err()
 	}
 	cctx, cancel := context.WithTimeout(ctx, g.timeout)
-	err = fn(cctx, g.c)
+	err := fn(cctx, g.c)
 	cancel()
 	if err != nil && callerDone(ctx) {
-		// The caller gave up: that says nothing about Redis.
-		if probe {
-			g.mu.Lock()
-			g.probing = false
-			g.mu.Unlock()
-		}
+		// The caller gave up: that says nothing about Redis. (A probe that
+		// ends this way leaves the breaker open; the next probe comes one
+		// health period later.)
 		return err
 	}
-	g.release(probe, err)
+	g.release(err)
 	if isFailure(err) {
 		return &unavailableError{err}
 	}
