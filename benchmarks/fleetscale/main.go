@@ -70,13 +70,7 @@ type stats struct {
 
 func main() {
 	if s := os.Getenv(workerEnv); s != "" {
-		var sp spec
-		if err := json.Unmarshal([]byte(s), &sp); err != nil {
-			fmt.Fprintln(os.Stderr, "fleetscale worker:", err)
-			os.Exit(2)
-		}
-		st := work(sp)
-		_ = json.NewEncoder(os.Stdout).Encode(st)
+		workerMain(s)
 		return
 	}
 	procs := flag.String("procs", "1,2,4,8", "process counts, comma-separated")
@@ -98,6 +92,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fleetscale:", err)
 		os.Exit(1)
 	}
+}
+
+// workerMain runs a worker from its JSON spec and reports its stats on
+// stdout.
+func workerMain(specJSON string) {
+	var sp spec
+	if err := json.Unmarshal([]byte(specJSON), &sp); err != nil {
+		fmt.Fprintln(os.Stderr, "fleetscale worker:", err)
+		os.Exit(2)
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(work(sp))
 }
 
 // work is one worker process: Goroutines callers send GETs through the
@@ -195,19 +200,39 @@ type row struct {
 }
 
 func run(counts []int, rate, burst int, dur time.Duration, goroutines int) error {
-	self, err := os.Executable()
+	rows, err := measure(counts, rate, burst, dur, goroutines)
 	if err != nil {
 		return err
 	}
+	printTable(os.Stdout, rows, rate, burst, dur, goroutines)
+	return nil
+}
+
+// measure runs one row per process count.
+func measure(counts []int, rate, burst int, dur time.Duration, goroutines int) ([]row, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
 	rs, err := startRedis()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rs.stop()
 	// Ctrl-C still stops the redis-server.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	go func() { <-sig; rs.stop(); os.Exit(130) }()
+	defer signal.Stop(sig)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-sig:
+			rs.stop()
+			os.Exit(130)
+		case <-done:
+		}
+	}()
 
 	v := &vendor{}
 	vs := httptest.NewServer(v)
@@ -220,7 +245,7 @@ func run(counts []int, rate, burst int, dur time.Duration, goroutines int) error
 	for _, n := range counts {
 		name := fmt.Sprintf("fleetscale-%d-%d", n, time.Now().UnixNano())
 		if err := admin.ConfigResetStat(ctx).Err(); err != nil {
-			return err
+			return nil, err
 		}
 		sp := spec{Redis: "redis://" + rs.addr + "/0", Vendor: vs.URL + "/v1/x", Name: name,
 			Requests: rate, Period: time.Second, Burst: burst, MaxWait: time.Second,
@@ -255,7 +280,7 @@ func run(counts []int, rate, burst int, dur time.Duration, goroutines int) error
 		}
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
-			return err
+			return nil, err
 		}
 		arr := v.take()
 		r.maxWindow = maxInWindow(arr, time.Second)
@@ -264,7 +289,7 @@ func run(counts []int, rate, burst int, dur time.Duration, goroutines int) error
 		r.totalBound = int(float64(rate)*dur.Seconds()) + burst
 		info, err := admin.Info(ctx, "commandstats").Result()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		r.scripts = calls(info, "evalsha") + calls(info, "eval")
 		var parts []string
@@ -285,10 +310,13 @@ func run(counts []int, rate, burst int, dur time.Duration, goroutines int) error
 		rows = append(rows, r)
 		fmt.Fprintf(os.Stderr, "%d processes: done\n", n)
 	}
+	return rows, nil
+}
 
-	fmt.Printf("quota %d req/s, burst %d; %v per row; %d callers per process; MaxWait 1s\n\n", rate, burst, dur, goroutines)
-	fmt.Println("| processes | admitted | rejected | errors | vendor max in any 1 s | bound (rate×1s + burst) | vendor total | bound (rate×T + burst) | total / bound | scripts / admitted | round trips / admitted | commands run / admitted | commandstats |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+func printTable(w io.Writer, rows []row, rate, burst int, dur time.Duration, goroutines int) {
+	fmt.Fprintf(w, "quota %d req/s, burst %d; %v per row; %d callers per process; MaxWait 1s\n\n", rate, burst, dur, goroutines)
+	fmt.Fprintln(w, "| processes | admitted | rejected | errors | vendor max in any 1 s | bound (rate×1s + burst) | vendor total | bound (rate×T + burst) | total / bound | scripts / admitted | round trips / admitted | commands run / admitted | commandstats |")
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, r := range rows {
 		per := func(x int64) string {
 			if r.admitted == 0 {
@@ -296,11 +324,10 @@ func run(counts []int, rate, burst int, dur time.Duration, goroutines int) error
 			}
 			return fmt.Sprintf("%.2f", float64(x)/float64(r.admitted))
 		}
-		fmt.Printf("| %d | %d | %d | %d | %d | %d | %d | %d | %.1f%% | %s | %s | %s | %s |\n", r.procs, r.admitted, r.rejected,
+		fmt.Fprintf(w, "| %d | %d | %d | %d | %d | %d | %d | %d | %.1f%% | %s | %s | %s | %s |\n", r.procs, r.admitted, r.rejected,
 			r.errors, r.maxWindow, r.bound, r.total, r.totalBound, 100*float64(r.total)/float64(r.totalBound),
 			per(r.scripts), per(r.trips), per(r.commands), r.commandStats)
 	}
-	return nil
 }
 
 // inScript are the commands the quota's scripts call (internal/quota
