@@ -5,6 +5,11 @@ package main
 // breaker) runs against a private redis-server that the test kills, restarts,
 // pauses, resumes and flushes the scripts of while a few workers keep
 // chatting.
+//
+// Not covered: a Redis Cluster master failover. The app takes a single
+// REDIS_URL (a standalone client), and redistest.StartCluster starts masters
+// without replicas, so there is nothing to fail over to; the Cluster paths are
+// tested in outbound/globalrate_test.go without a failover.
 
 import (
 	"bufio"
