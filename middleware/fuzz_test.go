@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/ulule/limiter/v3"
 
-	"github.com/sluice-go/sluice/internal/gcra"
+	"github.com/sluice-go/sluice/internal/rkey"
 )
 
 // keyScripter is a redis.Scripter that admits every request and records the
@@ -119,7 +119,7 @@ func checkLimitKey(t *testing.T, key, policy, value string) {
 	if err != nil {
 		t.Fatalf("key %q: user part does not decode: %v", key, err)
 	}
-	if want := gcra.EscapeKey(policy) + ":1000ms:10:" + value; got != want {
+	if want := rkey.Escape(policy) + ":1000ms:10:" + value; got != want {
 		t.Fatalf("key %q decodes to %q, want %q", key, got, want)
 	}
 }

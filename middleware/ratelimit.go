@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-go/sluice/internal/gcra"
 	"github.com/sluice-go/sluice/internal/health"
 	"github.com/sluice-go/sluice/internal/overlimit"
+	"github.com/sluice-go/sluice/internal/rkey"
 	"github.com/sluice-go/sluice/otelx"
 )
 
@@ -94,7 +95,7 @@ func newUserLimit(store limiter.Store, rate limiter.Rate, key KeyFunc, opts []Op
 		store:   store,
 		rate:    rate,
 		key:     key,
-		prefix:  gcra.EscapeKey(cfg.policy) + ":" + strconv.FormatInt(rate.Period.Milliseconds(), 10) + "ms:" + strconv.FormatInt(rate.Limit, 10) + ":",
+		prefix:  rkey.Escape(cfg.policy) + ":" + strconv.FormatInt(rate.Period.Milliseconds(), 10) + "ms:" + strconv.FormatInt(rate.Limit, 10) + ":",
 		limit:   strconv.FormatInt(rate.Limit, 10),
 		breaker: health.New(cfg.healthPeriod),
 	}

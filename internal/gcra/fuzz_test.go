@@ -26,7 +26,7 @@ func hashTag(key string) string {
 	return key[i+1 : i+1+j]
 }
 
-// unescapeKey inverts EscapeKey, failing on anything EscapeKey cannot emit.
+// unescapeKey inverts rkey.Escape, failing on anything it cannot emit.
 func unescapeKey(t *testing.T, s string) string {
 	t.Helper()
 	var b strings.Builder
@@ -44,7 +44,7 @@ func unescapeKey(t *testing.T, s string) string {
 		}
 		v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
 		if err != nil || safe(byte(v)) || strings.ToUpper(s[i+1:i+3]) != s[i+1:i+3] {
-			t.Fatalf("escaped %q holds the escape %q, which EscapeKey never emits", s, s[i:i+3])
+			t.Fatalf("escaped %q holds the escape %q, which rkey.Escape never emits", s, s[i:i+3])
 		}
 		b.WriteByte(byte(v))
 		i += 2
@@ -110,4 +110,9 @@ func FuzzRedisKey(f *testing.F) {
 			t.Fatalf("(%q, %q) and (%q, %q) share the key %q", p1, k1, p2, k2, key1)
 		}
 	})
+}
+
+// safe is the set of bytes rkey.Escape leaves as they are.
+func safe(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.'
 }

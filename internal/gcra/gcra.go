@@ -93,34 +93,3 @@ func denied(rate limiter.Rate) Decision {
 		RetryAfter: time.Second,
 	}
 }
-
-// EscapeKey makes s safe inside a Redis key of the form sluice:{...}:kind:
-// every byte outside [A-Za-z0-9._-] becomes %XX, so the result holds no brace,
-// colon, newline or space, and distinct inputs stay distinct. It does not
-// allocate when s needs no escaping.
-func EscapeKey(s string) string {
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if !safe(s[i]) {
-			n++
-		}
-	}
-	if n == 0 {
-		return s
-	}
-	const hex = "0123456789ABCDEF"
-	b := make([]byte, 0, len(s)+2*n)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if safe(c) {
-			b = append(b, c)
-			continue
-		}
-		b = append(b, '%', hex[c>>4], hex[c&15])
-	}
-	return string(b)
-}
-
-func safe(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.'
-}

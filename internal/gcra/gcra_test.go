@@ -190,9 +190,3 @@ func TestRedisKeyIsNamespacedEscapedAndHashTagged(t *testing.T) {
 		}
 	}
 }
-
-func TestEscapeKeyDoesNotAllocateForPlainKeys(t *testing.T) {
-	if n := testing.AllocsPerRun(100, func() { _ = EscapeKey("user-123_abc.def") }); n != 0 {
-		t.Fatalf("%v allocs", n)
-	}
-}

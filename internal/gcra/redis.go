@@ -9,6 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/ulule/limiter/v3"
+
+	"github.com/sluice-go/sluice/internal/rkey"
 )
 
 // decideScript is one GCRA decision: it reads the server clock, the stored
@@ -42,19 +44,19 @@ type RedisStore struct {
 }
 
 // NewRedisStore returns a store whose keys are sluice:{<prefix>:<key>}:gcra,
-// the key escaped with EscapeKey and the prefix too. timeout bounds every call
+// the key escaped with rkey.Escape and the prefix too. timeout bounds every call
 // (it takes effect when the client has ContextTimeoutEnabled). It does no I/O.
 func NewRedisStore(client redis.Scripter, prefix string, timeout time.Duration) *RedisStore {
 	if client == nil {
 		panic("middleware: NewGCRAStore: nil Redis client")
 	}
-	return &RedisStore{client: client, prefix: EscapeKey(prefix), timeout: timeout}
+	return &RedisStore{client: client, prefix: rkey.Escape(prefix), timeout: timeout}
 }
 
 // Key returns the Redis key of the state for key.
 func (s *RedisStore) Key(key string) string {
 	var b strings.Builder
-	esc := EscapeKey(key)
+	esc := rkey.Escape(key)
 	b.Grow(len("sluice:{:}:gcra") + len(s.prefix) + len(esc))
 	b.WriteString("sluice:{")
 	b.WriteString(s.prefix)
