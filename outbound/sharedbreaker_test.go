@@ -10,9 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/internal/quota"
 	"github.com/sluice-go/sluice/internal/redistest"
+	"github.com/sluice-go/sluice/internal/redisx"
+	"github.com/sluice-go/sluice/otelx"
 )
 
 // TestSharedBreakerOpensFleetAndProbesOnce: with quorum 1, client A's vendor
@@ -280,5 +284,191 @@ func TestSharedBreakerVendorSignalOpensFleet(t *testing.T) {
 				t.Error("a's call reached the vendor while the fleet was open")
 			}
 		})
+	}
+}
+
+// tightRedis is a client built as production code should build it
+// (redisx.NewClientOptions: tens of ms, no retries), closed when the test ends.
+func tightRedis(t *testing.T, srv *redistest.Server) *redis.Client {
+	t.Helper()
+	opt, err := redisx.NewClientOptions(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(opt)
+	t.Cleanup(func() { _ = rc.Close() })
+	return rc
+}
+
+// latencies records how long each call took, to bound the time calls spend
+// waiting on a Redis that is gone.
+type latencies struct {
+	start time.Time
+	d     []time.Duration
+}
+
+func (l *latencies) call(c *http.Client, url string) error {
+	t0 := time.Now()
+	err := call(context.Background(), c, url)
+	l.d = append(l.d, time.Since(t0))
+	return err
+}
+
+// check fails the test if a call took longer than generous, or if more
+// calls than one per health period per client took at least timeout, the
+// mark of a call that waited on Redis.
+func (l *latencies) check(t *testing.T, clients int, timeout, health, generous time.Duration) {
+	t.Helper()
+	elapsed := time.Since(l.start)
+	slow, worst := 0, time.Duration(0)
+	for _, d := range l.d {
+		worst = max(worst, d)
+		if d >= timeout {
+			slow++
+		}
+	}
+	allowed := clients * (int(elapsed/health) + 1)
+	t.Logf("%d calls in %v without Redis: slowest %v, %d took >= the %v Redis timeout (allowed %d)",
+		len(l.d), elapsed.Round(time.Millisecond), worst, slow, timeout, allowed)
+	if worst > generous {
+		t.Errorf("a call took %v without Redis; want under %v", worst, generous)
+	}
+	if slow > allowed {
+		t.Errorf("%d calls waited on Redis for its timeout in %v; want at most one per %v health period per client (%d)",
+			slow, elapsed, health, allowed)
+	}
+}
+
+// outages are the two ways Redis goes away: killed (connections refused at
+// once) and paused (SIGSTOP: connections open, nothing answers, every call
+// runs into its timeout).
+var outages = []struct {
+	name      string
+	stop, fix func(*redistest.Server)
+}{
+	{"Killed", (*redistest.Server).Kill, (*redistest.Server).Restart},
+	{"Paused", (*redistest.Server).Pause, (*redistest.Server).Resume},
+}
+
+// TestSharedBreakerRedisGoneWhileOpen: with the fleet open, Redis goes away.
+// Every client keeps refusing until the last known open state expires, then
+// decides on its local breaker alone: a client whose local breaker is open
+// stays refused, one whose breaker is closed calls the vendor, and a local
+// failure still opens it. The failed publication counts as
+// resilience.degraded, and no more than one call per health period per client
+// waits on Redis for the Redis timeout.
+func TestSharedBreakerRedisGoneWhileOpen(t *testing.T) {
+	for _, o := range outages {
+		t.Run(o.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			rc := tightRedis(t, srv)
+			var n counter
+			url := cbVendor(t, &n)
+			const openFor, redisTimeout, health = 3 * time.Second, 500 * time.Millisecond, time.Second
+			shared := SharedBreakerSettings{Client: rc, Name: srv.Prefix, Quorum: 1, OpenFor: openFor,
+				Refresh: 20 * time.Millisecond, RedisTimeout: redisTimeout, HealthPeriod: health}
+			tmD := newTelemetry(t)
+			a := sharedClient(t, newTelemetry(t), oneFailureOpens, shared)
+			b := sharedClient(t, newTelemetry(t), oneFailureOpens, shared)
+			c := sharedClient(t, newTelemetry(t), oneFailureOpens, shared)
+			d := sharedClient(t, tmD, oneFailureOpens, shared) // no calls before the outage
+
+			opened := time.Now()
+			if err := call(context.Background(), a, url+"/a/bad"); err != nil {
+				t.Fatalf("a's failing call: %v", err)
+			}
+			if pttl := rc.PTTL(context.Background(), quota.Key(srv.Prefix, "cb:open")).Val(); pttl <= 0 {
+				t.Fatalf("a's report did not open the fleet: PTTL %v", pttl)
+			}
+			untilRejected(t, b, url+"/b/learn")
+			untilRejected(t, c, url+"/c/learn")
+			o.stop(srv)
+			l := &latencies{start: time.Now()}
+
+			// The last known open state is honoured.
+			for _, x := range []struct {
+				c    *http.Client
+				path string
+			}{{a, "/a/x"}, {b, "/b/x"}, {c, "/c/x"}} {
+				err := l.call(x.c, url+x.path)
+				if e := wantReason(t, err, sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen); e.RetryAfter <= 0 {
+					t.Errorf("%s refused with RetryAfter %v", x.path, e.RetryAfter)
+				}
+				if n.get(x.path) != 0 {
+					t.Fatalf("%s reached the vendor while the fleet was open", x.path)
+				}
+			}
+			// Until it expires; then b, whose local breaker is closed, calls.
+			for err := l.call(b, url+"/b/ok"); err != nil; err = l.call(b, url+"/b/ok") {
+				wantReason(t, err, sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen)
+				if time.Since(opened) > openFor+10*time.Second {
+					t.Fatalf("b still refused %v after the fleet opened for %v", time.Since(opened), openFor)
+				}
+				time.Sleep(5 * time.Millisecond) // waiting out the open period
+			}
+			if since := time.Since(opened); since < openFor {
+				t.Errorf("b called the vendor %v after the fleet opened for %v", since, openFor)
+			}
+			mustOK := func(c *http.Client, path string) {
+				t.Helper()
+				if err := l.call(c, url+path); err != nil {
+					t.Fatalf("%s: %v", path, err)
+				}
+			}
+			mustOK(c, "/c/ok")
+			// a's local breaker is still open (an hour): refused, vendor untouched.
+			wantReason(t, l.call(a, url+"/a/after"), sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen)
+			if n.get("/a/after") != 0 {
+				t.Errorf("a's call reached the vendor while its local breaker was open")
+			}
+			// A local failure still opens d's breaker (one failure in one call).
+			if err := l.call(d, url+"/d/bad"); err != nil {
+				t.Fatalf("d's failing call: %v", err)
+			}
+			wantReason(t, l.call(d, url+"/d/y"), sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen)
+			if n.get("/d/bad") != 1 || n.get("/d/y") != 0 {
+				t.Errorf("vendor saw d/bad %d, d/y %d; want 1, 0", n.get("/d/bad"), n.get("/d/y"))
+			}
+			mustOK(c, "/c/ok2") // c, which never failed, still calls
+			l.check(t, 4, redisTimeout, health, redisTimeout+2*time.Second)
+			if got := tmD.sum(t, otelx.MetricDegraded); got < 1 {
+				t.Errorf("d's resilience.degraded = %d; want its failed report counted", got)
+			} else {
+				t.Logf("d's resilience.degraded = %d", got)
+			}
+			o.fix(srv)
+		})
+	}
+}
+
+// Regression: with Redis gone, once the cached fleet open state ended, the
+// fleet looked half-open, TryProbe answered "no Redis" with true, and the
+// layer took that for the fleet's probe lease, skipping the local breaker:
+// a client whose own breaker was open for an hour called the vendor.
+func TestSharedBreakerRedisDownHalfOpenSkippedLocalBreaker(t *testing.T) {
+	srv := redistest.Start(t)
+	var n counter
+	url := cbVendor(t, &n)
+	a := sharedClient(t, newTelemetry(t), oneFailureOpens, SharedBreakerSettings{Client: tightRedis(t, srv),
+		Name: srv.Prefix, Quorum: 1, OpenFor: 300 * time.Millisecond, RedisTimeout: 2 * time.Second})
+	if err := call(context.Background(), a, url+"/bad"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	// Refused by the fleet (RetryAfter <= 300ms) until its open state ends,
+	// then by the local breaker (RetryAfter about an hour); never the vendor.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e := wantReason(t, call(context.Background(), a, url+"/x"), sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen)
+		if e.RetryAfter > 30*time.Minute {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the fleet's open state did not end")
+		}
+		time.Sleep(5 * time.Millisecond) // waiting out the open period
+	}
+	if got := n.get("/x"); got != 0 {
+		t.Fatalf("the vendor saw %d calls while the local breaker was open", got)
 	}
 }
