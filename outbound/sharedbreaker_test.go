@@ -153,6 +153,10 @@ func cbVendor(t *testing.T, n *counter) string {
 // oneFailureOpens is a local breaker that one vendor failure opens for an hour.
 var oneFailureOpens = BreakerSettings{FailureRatio: 1, MinThroughput: 1, OpenDelay: time.Hour}
 
+// tenthFailsOpens is oneFailureOpens for a client that succeeded before: one
+// failure among its first ten calls opens it.
+var tenthFailsOpens = BreakerSettings{FailureRatio: 0.1, MinThroughput: 1, OpenDelay: time.Hour}
+
 // sharedClient is a chain with a local breaker l shared through s.
 func sharedClient(t *testing.T, tm *telemetry, l BreakerSettings, s SharedBreakerSettings) *http.Client {
 	t.Helper()
@@ -470,5 +474,101 @@ func TestSharedBreakerRedisDownHalfOpenSkippedLocalBreaker(t *testing.T) {
 	}
 	if got := n.get("/x"); got != 0 {
 		t.Fatalf("the vendor saw %d calls while the local breaker was open", got)
+	}
+}
+
+// TestSharedBreakerRedisKilledWhileClosedThenRestarted: with Redis killed
+// while the fleet is closed, calls flow and each client keeps its local
+// breaker (a's failure opens a, and with Quorum 1 would have opened the
+// fleet, but c still calls). After Restart the shared mode resumes: b's next
+// report opens the fleet again and c, which never failed, is refused without
+// reaching the vendor.
+func TestSharedBreakerRedisKilledWhileClosedThenRestarted(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := tightRedis(t, srv)
+	var n counter
+	url := cbVendor(t, &n)
+	const redisTimeout, health = 2 * time.Second, 100 * time.Millisecond
+	shared := SharedBreakerSettings{Client: rc, Name: srv.Prefix, Quorum: 1, OpenFor: time.Hour,
+		Refresh: 20 * time.Millisecond, RedisTimeout: redisTimeout, HealthPeriod: health}
+	tmA := newTelemetry(t)
+	a := sharedClient(t, tmA, tenthFailsOpens, shared)
+	// b's breaker half-opens after 20ms, so each failed probe opens it again
+	// and reports anew.
+	b := sharedClient(t, newTelemetry(t), BreakerSettings{FailureRatio: 1, MinThroughput: 1, OpenDelay: 20 * time.Millisecond}, shared)
+	c := sharedClient(t, newTelemetry(t), oneFailureOpens, shared)
+	mustGet(t, c, url+"/c/before")
+
+	srv.Kill()
+	l := &latencies{start: time.Now()}
+	for i := range 5 {
+		if err := l.call(a, url+"/a/ok"); err != nil {
+			t.Fatalf("call %d with Redis down: %v", i, err)
+		}
+	}
+	if err := l.call(a, url+"/a/bad"); err != nil {
+		t.Fatalf("a's failing call: %v", err)
+	}
+	wantReason(t, l.call(a, url+"/a/x"), sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen)
+	for i := range 5 {
+		if err := l.call(c, url+"/c/ok"); err != nil {
+			t.Fatalf("c's call %d after a's breaker opened, with Redis down: %v", i, err)
+		}
+	}
+	if n.get("/a/ok") != 5 || n.get("/a/x") != 0 || n.get("/c/ok") != 5 {
+		t.Fatalf("vendor saw a/ok %d, a/x %d, c/ok %d; want 5, 0, 5", n.get("/a/ok"), n.get("/a/x"), n.get("/c/ok"))
+	}
+	l.check(t, 2, redisTimeout, health, redisTimeout+2*time.Second)
+	if got := tmA.sum(t, otelx.MetricDegraded); got < 1 {
+		t.Errorf("a's resilience.degraded = %d; want its failed report counted", got)
+	}
+
+	srv.Restart()
+	restarted := time.Now()
+	for {
+		_ = call(context.Background(), b, url+"/b/bad") // a 500, or refused by b's own breaker
+		if err := call(context.Background(), c, url+"/c/learn"); err != nil {
+			wantReason(t, err, sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen)
+			break
+		}
+		if time.Since(restarted) > 10*time.Second {
+			t.Fatal("no report opened the fleet within 10s of the restart")
+		}
+		time.Sleep(10 * time.Millisecond) // pacing b's failures, not settling
+	}
+	t.Logf("shared again %v after the restart (%d failures of b reached the vendor)", time.Since(restarted), n.get("/b/bad"))
+	if pttl := rc.PTTL(context.Background(), quota.Key(srv.Prefix, "cb:open")).Val(); pttl <= 0 {
+		t.Errorf("Redis holds no open fleet after c was refused: PTTL %v", pttl)
+	}
+	wantReason(t, call(context.Background(), c, url+"/c/x"), sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen)
+	if n.get("/c/x") != 0 {
+		t.Error("c's call reached the vendor with the fleet open")
+	}
+}
+
+// TestSharedBreakerConstructionWithRedisDown: a client built against a
+// stopped Redis works on its local breaker: calls flow, a failure opens it
+// (counted as degraded, since the report cannot be published), and another
+// client is unaffected.
+func TestSharedBreakerConstructionWithRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Kill()
+	var n counter
+	url := cbVendor(t, &n)
+	shared := SharedBreakerSettings{Client: tightRedis(t, srv), Name: srv.Prefix, Quorum: 1}
+	tm := newTelemetry(t)
+	a := sharedClient(t, tm, tenthFailsOpens, shared)
+	c := sharedClient(t, newTelemetry(t), oneFailureOpens, shared)
+	mustGet(t, a, url+"/a/ok")
+	if err := call(context.Background(), a, url+"/a/bad"); err != nil {
+		t.Fatalf("a's failing call: %v", err)
+	}
+	wantReason(t, call(context.Background(), a, url+"/a/x"), sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen)
+	mustGet(t, c, url+"/c/ok")
+	if n.get("/a/ok") != 1 || n.get("/a/x") != 0 || n.get("/c/ok") != 1 {
+		t.Fatalf("vendor saw a/ok %d, a/x %d, c/ok %d; want 1, 0, 1", n.get("/a/ok"), n.get("/a/x"), n.get("/c/ok"))
+	}
+	if got := tm.sum(t, otelx.MetricDegraded); got < 1 {
+		t.Errorf("resilience.degraded = %d; want the failed report counted", got)
 	}
 }
