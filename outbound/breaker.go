@@ -135,10 +135,17 @@ func (b *breakerRoundTripper) RoundTrip(req *http.Request) (*http.Response, erro
 		case sharedcb.Open:
 			return nil, b.reject(req, max(b.fleet.b.OpenRemaining(), time.Millisecond))
 		case sharedcb.HalfOpen:
-			if !b.fleet.b.TryProbe(ctx) {
+			won, err := b.fleet.b.TryProbe(ctx)
+			switch {
+			case err != nil:
+				// No Redis: no lease was taken, and the local breaker
+				// alone decides below.
+				b.rec.Degraded(ctx)
+			case !won:
 				return nil, b.reject(req, b.fleet.lease)
+			default:
+				fleetProbe = true
 			}
-			fleetProbe = true
 		}
 	}
 	held := time.Duration(b.holdUntil.Load() - now.UnixNano())

@@ -60,7 +60,8 @@ type SharedBreakerSettings struct {
 // runs in the whole fleet, whose outcome closes or re-opens it everywhere.
 //
 // Without Redis, each process keeps the last known fleet state (an open state
-// still ends on time) and its local breaker; failed publications count as
+// still ends on time) and its local breaker, which alone decides once that
+// open state has ended; failed publications and probe leases count as
 // resilience.degraded. Construction does no I/O. Release the subscriber with
 // RoundTripper.Close. Panics if Client is nil or a setting is negative, and
 // NewClient panics when WithCircuitBreaker is absent.

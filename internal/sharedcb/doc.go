@@ -8,7 +8,9 @@
 //	case sharedcb.Open:
 //		return circuit_open
 //	case sharedcb.HalfOpen:
-//		if !b.TryProbe(ctx) { return circuit_open } // one probe per fleet per lease
+//		won, err := b.TryProbe(ctx) // one probe per fleet per lease
+//		if err != nil { break }       // no Redis: the local breaker decides
+//		if !won { return circuit_open }
 //		if ok := call(); ok { b.ReportSuccess(ctx) } else { b.ReportFailure(ctx) }
 //	case sharedcb.Closed:
 //		call() // when the local breaker opens: b.ReportOpen(ctx)
@@ -27,7 +29,7 @@
 // processes reported within Window, so one sick pod cannot open it.
 //
 // Without Redis the last known state is kept (an open state still ends at its
-// known expiry) and TryProbe returns true, leaving the decision to each
+// known expiry) and TryProbe returns an error, leaving the decision to each
 // process's local breaker.
 //
 // A Breaker is safe for concurrent use.

@@ -61,7 +61,7 @@ func TestHelperProcess(t *testing.T) {
 				post("X-Checked-At", strconv.FormatInt(checked, 10))
 				time.Sleep(5 * time.Millisecond) // pacing the load, not settling
 			case HalfOpen:
-				if b.TryProbe(ctx) {
+				if won, _ := b.TryProbe(ctx); won {
 					if post("X-Probe", "1") == http.StatusOK {
 						_ = b.ReportSuccess(ctx)
 					} else {

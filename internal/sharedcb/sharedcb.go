@@ -243,15 +243,16 @@ func (b *Breaker) OpenFor(ctx context.Context, d time.Duration) error {
 
 // TryProbe reports whether this process holds the fleet's half-open probe
 // lease (SET NX PX ProbeLease, taken only while the fleet is half-open in
-// Redis): exactly one caller in the fleet wins per lease. Without Redis it
-// returns true: the local breaker decides.
-func (b *Breaker) TryProbe(ctx context.Context) bool {
+// Redis): exactly one caller in the fleet wins per lease. Without an answer
+// from Redis it returns false and the error: no lease was taken, and the
+// caller's local breaker alone decides whether the call goes.
+func (b *Breaker) TryProbe(ctx context.Context) (bool, error) {
 	res, err := b.g.Run(ctx, probeScript, b.keys, b.id, b.cfg.ProbeLease.Milliseconds())
 	if err != nil {
-		return !redisx.CallerDone(ctx)
+		return false, err
 	}
 	n, _ := res.(int64)
-	return n == 1
+	return n == 1, nil
 }
 
 // ReportSuccess closes the fleet breaker after a good probe.

@@ -78,7 +78,7 @@ func TestQuorumProbeClose(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if b.TryProbe(ctx) {
+				if won, _ := b.TryProbe(ctx); won {
 					mu.Lock()
 					wins++
 					mu.Unlock()
@@ -113,8 +113,8 @@ func TestRedisDown(t *testing.T) {
 		t.Fatalf("state %v, want open", b.State())
 	}
 	waitFor(t, "half-open", func() bool { return b.State() == HalfOpen })
-	if !b.TryProbe(ctx) {
-		t.Fatal("TryProbe without Redis should defer to the local breaker")
+	if won, err := b.TryProbe(ctx); won || err == nil {
+		t.Fatalf("TryProbe without Redis = %v, %v; want no lease and the error, so the local breaker decides", won, err)
 	}
 	_ = b.ReportSuccess(ctx)
 	if b.State() != Closed {
@@ -135,23 +135,23 @@ func TestStaleHalfOpenCannotProbe(t *testing.T) {
 	if err := a.OpenFor(ctx, 50*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	if b.TryProbe(ctx) {
+	if won, _ := b.TryProbe(ctx); won {
 		t.Fatal("probe won while the fleet is open")
 	}
 	waitFor(t, "half-open", func() bool { return a.State() == HalfOpen })
-	if !a.TryProbe(ctx) {
+	if won, _ := a.TryProbe(ctx); !won {
 		t.Fatal("no probe in half-open")
 	}
 	if err := a.ReportSuccess(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if b.TryProbe(ctx) {
+	if won, _ := b.TryProbe(ctx); won {
 		t.Fatal("probe won after the fleet closed")
 	}
 	if err := a.ReportFailure(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if b.TryProbe(ctx) {
+	if won, _ := b.TryProbe(ctx); won {
 		t.Fatal("probe won after the fleet re-opened")
 	}
 }
