@@ -72,6 +72,13 @@ type Breaker struct {
 	tripped   atomic.Bool
 	last      atomic.Int32 // last State reported to OnChange
 
+	// mu orders updates of the cached state; gen counts them, so that a
+	// periodic refresh whose read from Redis was overtaken by a newer update
+	// (a report that opened the fleet, a pub/sub message) is dropped instead
+	// of writing a stale state over it.
+	mu  sync.Mutex
+	gen uint64
+
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -133,13 +140,41 @@ func (b *Breaker) State() State {
 // set records a state learned from Redis: open for pttl (<= 0: not open),
 // tripped or not.
 func (b *Breaker) set(pttl time.Duration, tripped bool) {
+	b.mu.Lock()
+	b.gen++
+	b.store(pttl, tripped)
+	b.mu.Unlock()
+	b.notify()
+}
+
+// setIfCurrent is set for a state read while the generation was gen: it is
+// dropped when another update came in since.
+func (b *Breaker) setIfCurrent(gen uint64, pttl time.Duration, tripped bool) {
+	b.mu.Lock()
+	if b.gen != gen {
+		b.mu.Unlock()
+		return
+	}
+	b.gen++
+	b.store(pttl, tripped)
+	b.mu.Unlock()
+	b.notify()
+}
+
+func (b *Breaker) generation() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.gen
+}
+
+// store writes the cached state; b.mu is held.
+func (b *Breaker) store(pttl time.Duration, tripped bool) {
 	if pttl > 0 {
 		b.openUntil.Store(time.Now().Add(pttl).UnixNano())
 	} else {
 		b.openUntil.Store(0)
 	}
 	b.tripped.Store(tripped || pttl > 0)
-	b.notify()
 }
 
 func (b *Breaker) notify() {
@@ -268,6 +303,7 @@ func (b *Breaker) ReportFailure(ctx context.Context) error { return b.OpenFor(ct
 // Refresh reads the state from Redis now (the refresh goroutine does this
 // every Config.Refresh).
 func (b *Breaker) Refresh(ctx context.Context) error {
+	gen := b.generation()
 	res, err := b.g.Run(ctx, stateScript, b.keys[:2])
 	if err != nil {
 		return err
@@ -278,7 +314,7 @@ func (b *Breaker) Refresh(ctx context.Context) error {
 	}
 	pttl, _ := a[0].(int64)
 	tripped, _ := a[1].(int64)
-	b.set(time.Duration(pttl)*time.Millisecond, tripped == 1)
+	b.setIfCurrent(gen, time.Duration(pttl)*time.Millisecond, tripped == 1)
 	return nil
 }
 

@@ -155,3 +155,21 @@ func TestStaleHalfOpenCannotProbe(t *testing.T) {
 		t.Fatal("probe won after the fleet re-opened")
 	}
 }
+
+// TestStaleRefreshCannotOverwriteANewerOpen is the regression test for a
+// refresh that read "closed" from Redis just before a report opened the
+// fleet, then wrote "closed" over the newer open (which made the outbound
+// layer close a local breaker that should have stayed open).
+func TestStaleRefreshCannotOverwriteANewerOpen(t *testing.T) {
+	b := &Breaker{cfg: Config{OpenFor: time.Minute}}
+	gen := b.generation()         // a refresh starts reading Redis: closed
+	b.set(time.Minute, true)      // meanwhile the fleet opens
+	b.setIfCurrent(gen, 0, false) // the refresh's stale answer arrives
+	if got := b.State(); got != Open {
+		t.Fatalf("state %v after a stale refresh, want Open", got)
+	}
+	b.setIfCurrent(b.generation(), 0, false) // a current answer applies
+	if got := b.State(); got != Closed {
+		t.Fatalf("state %v after a current refresh, want Closed", got)
+	}
+}
