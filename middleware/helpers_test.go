@@ -1,7 +1,6 @@
 package middleware
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +15,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/sluice-go/sluice/internal/oteltest"
 	"github.com/sluice-go/sluice/otelx"
 )
 
@@ -32,19 +32,12 @@ type telemetry struct {
 
 func newTelemetry(t *testing.T) *telemetry {
 	t.Helper()
-	sr := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() {
-		_ = tp.Shutdown(context.Background())
-		_ = mp.Shutdown(context.Background())
-	})
+	sdk := oteltest.New(t)
 	return &telemetry{
-		tel:    otelx.New(otelx.WithTracerProvider(tp), otelx.WithMeterProvider(mp)),
-		tp:     tp,
-		spans:  sr,
-		reader: reader,
+		tel:    otelx.New(otelx.WithTracerProvider(sdk.TP), otelx.WithMeterProvider(sdk.MP)),
+		tp:     sdk.TP,
+		spans:  sdk.Spans,
+		reader: sdk.Reader,
 	}
 }
 
@@ -59,19 +52,7 @@ func (tm *telemetry) engine() *gin.Engine {
 // attributes include all of want.
 func (tm *telemetry) sum(t *testing.T, name string, want ...attribute.KeyValue) int64 {
 	t.Helper()
-	var total int64
-	for _, m := range tm.collect(t, name) {
-		s, ok := m.Data.(metricdata.Sum[int64])
-		if !ok {
-			t.Fatalf("%s is %T", name, m.Data)
-		}
-		for _, dp := range s.DataPoints {
-			if hasAll(dp.Attributes, want) {
-				total += dp.Value
-			}
-		}
-	}
-	return total
+	return oteltest.Sum(t, tm.reader, name, want...)
 }
 
 // histCount returns the number of recordings of a float64 histogram.
@@ -88,36 +69,14 @@ func (tm *telemetry) histCount(t *testing.T, name string) uint64 {
 
 func (tm *telemetry) collect(t *testing.T, name string) []metricdata.Metrics {
 	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := tm.reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	var out []metricdata.Metrics
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name == name {
-				out = append(out, m)
-			}
-		}
-	}
-	return out
-}
-
-func hasAll(set attribute.Set, want []attribute.KeyValue) bool {
-	for _, kv := range want {
-		v, ok := set.Value(kv.Key)
-		if !ok || v != kv.Value {
-			return false
-		}
-	}
-	return true
+	return oteltest.Metrics(t, tm.reader, name)
 }
 
 // serverSpans returns the ended server spans whose attributes include all of want.
 func (tm *telemetry) serverSpans(want ...attribute.KeyValue) []sdktrace.ReadOnlySpan {
 	var out []sdktrace.ReadOnlySpan
 	for _, s := range tm.spans.Ended() {
-		if hasAll(attribute.NewSet(s.Attributes()...), want) {
+		if oteltest.HasAll(attribute.NewSet(s.Attributes()...), want) {
 			out = append(out, s)
 		}
 	}

@@ -11,11 +11,11 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/sluice-go/sluice"
+	"github.com/sluice-go/sluice/internal/oteltest"
 	"github.com/sluice-go/sluice/otelx"
 )
 
@@ -45,52 +45,20 @@ type telemetry struct {
 
 func newTelemetry(t *testing.T, extra ...sdktrace.SpanProcessor) *telemetry {
 	t.Helper()
-	sr := tracetest.NewSpanRecorder()
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithSpanProcessor(sr)}
-	for _, p := range extra {
-		opts = append(opts, sdktrace.WithSpanProcessor(p))
-	}
-	tp := sdktrace.NewTracerProvider(opts...)
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() {
-		_ = tp.Shutdown(context.Background())
-		_ = mp.Shutdown(context.Background())
-	})
-	return &telemetry{tel: otelx.New(otelx.WithTracerProvider(tp), otelx.WithMeterProvider(mp)), spans: sr, tp: tp, reader: reader}
+	sdk := oteltest.New(t, extra...)
+	return &telemetry{tel: otelx.New(otelx.WithTracerProvider(sdk.TP), otelx.WithMeterProvider(sdk.MP)),
+		spans: sdk.Spans, tp: sdk.TP, reader: sdk.Reader}
 }
 
 // sum returns an int64 sum metric over the points whose attributes include
-// the given key=value pairs.
+// the given key=value pairs (sluice's metric attributes are all strings).
 func (tm *telemetry) sum(t *testing.T, name string, kv ...string) int64 {
 	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := tm.reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
+	want := make([]attribute.KeyValue, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		want = append(want, attribute.String(kv[i], kv[i+1]))
 	}
-	var total int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != name {
-				continue
-			}
-			s, ok := m.Data.(metricdata.Sum[int64])
-			if !ok {
-				t.Fatalf("%s is %T", name, m.Data)
-			}
-		points:
-			for _, dp := range s.DataPoints {
-				for i := 0; i+1 < len(kv); i += 2 {
-					v, ok := dp.Attributes.Value(attributeKey(kv[i]))
-					if !ok || v.Emit() != kv[i+1] {
-						continue points
-					}
-				}
-				total += dp.Value
-			}
-		}
-	}
-	return total
+	return oteltest.Sum(t, tm.reader, name, want...)
 }
 
 func (tm *telemetry) rejections(t *testing.T, layer sluice.Layer, reason sluice.Reason) int64 {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -156,24 +155,10 @@ func TestTransportWriteTimeout(t *testing.T) {
 // TestTransportTLSHandshakeTimeout runs against a TCP listener that accepts
 // and never speaks TLS.
 func TestTransportTLSHandshakeTimeout(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { io.Copy(io.Discard, c); c.Close() }) // silent until the client leaves
-		}
-	})
+	addr := silentListener(t)
 	tr := newTestTransport(t, WithTLSHandshakeTimeout(200*time.Millisecond))
 	begin := time.Now()
-	_, err = get(context.Background(), tr, "https://"+ln.Addr().String()+"/")
+	_, err := get(context.Background(), tr, "https://"+addr+"/")
 	wantTimeoutWithin(t, begin, err, sluice.ErrTLSHandshakeTimeout)
 	waitNoOpenConns(t, tr, false)
 }
