@@ -150,8 +150,12 @@ func (e *Error) Is(target error) bool {
 
 // Timeout reports whether the error is a timeout, for callers that test
 // net.Error-style interfaces.
-func (e *Error) Timeout() bool {
-	switch e.Reason {
+func (e *Error) Timeout() bool { return e.Reason.Timeout() }
+
+// Timeout reports whether r says time ran out: a queue, call, deadline or
+// transport timeout.
+func (r Reason) Timeout() bool {
+	switch r {
 	case ReasonQueueTimeout, ReasonCallTimeout, ReasonPoolTimeout, ReasonConnectTimeout,
 		ReasonTLSHandshakeTimeout, ReasonResponseHeaderTimeout, ReasonWriteTimeout,
 		ReasonReadIdleTimeout, ReasonDeadlineExceeded:

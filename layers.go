@@ -77,8 +77,8 @@ func HTTPStatus(err error) int {
 	case ReasonCircuitOpen, ReasonQueueTimeout, ReasonQueueFull, ReasonBulkheadFull,
 		ReasonRateLimited, ReasonVendorCooldown, ReasonRetryBudgetExhausted, ReasonOverloaded:
 		return http.StatusServiceUnavailable
-	case ReasonCallTimeout, ReasonDeadlineExceeded, ReasonPoolTimeout, ReasonConnectTimeout,
-		ReasonTLSHandshakeTimeout, ReasonResponseHeaderTimeout, ReasonWriteTimeout, ReasonReadIdleTimeout:
+	}
+	if e.Reason.Timeout() {
 		return http.StatusGatewayTimeout
 	}
 	return http.StatusBadGateway

@@ -75,12 +75,10 @@ const (
 // OutcomeOf maps a reason to its outcome: timeouts are timed_out,
 // retries_exhausted is exhausted, everything else is rejected.
 func OutcomeOf(r sluice.Reason) Outcome {
-	switch r {
-	case sluice.ReasonRetriesExhausted:
+	switch {
+	case r == sluice.ReasonRetriesExhausted:
 		return OutcomeExhausted
-	case sluice.ReasonQueueTimeout, sluice.ReasonCallTimeout, sluice.ReasonDeadlineExceeded,
-		sluice.ReasonPoolTimeout, sluice.ReasonConnectTimeout, sluice.ReasonTLSHandshakeTimeout,
-		sluice.ReasonResponseHeaderTimeout, sluice.ReasonWriteTimeout, sluice.ReasonReadIdleTimeout:
+	case r.Timeout():
 		return OutcomeTimedOut
 	}
 	return OutcomeRejected

@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/internal/quota"
 	"github.com/sluice-go/sluice/internal/redistest"
+	"github.com/sluice-go/sluice/internal/rkey"
 	"github.com/sluice-go/sluice/otelx"
 )
 
@@ -186,7 +187,7 @@ func TestGlobalRedisKilledFallsBackAndReturns(t *testing.T) {
 		t.Errorf("degraded = %d after 20 calls with Redis down; want >= 20", d)
 	}
 	srv.Restart()
-	key := quota.Key(srv.Prefix, quota.KindRequests)
+	key := rkey.Key(srv.Prefix, quota.KindRequests)
 	deadline := time.Now().Add(10 * time.Second)
 	for calls := 1; ; calls++ {
 		mustGet(t, c, url+"/ok")

@@ -13,9 +13,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-go/sluice"
-	"github.com/sluice-go/sluice/internal/quota"
 	"github.com/sluice-go/sluice/internal/redistest"
 	"github.com/sluice-go/sluice/internal/redisx"
+	"github.com/sluice-go/sluice/internal/rkey"
 	"github.com/sluice-go/sluice/otelx"
 )
 
@@ -199,7 +199,7 @@ func TestSharedBreakerQuorumOfTwo(t *testing.T) {
 	a := sharedClient(t, newTelemetry(t), local, shared)
 	b := sharedClient(t, newTelemetry(t), local, shared)
 	c := sharedClient(t, newTelemetry(t), local, shared)
-	openKey := quota.Key(srv.Prefix, "cb:open")
+	openKey := rkey.Key(srv.Prefix, "cb:open")
 
 	if err := call(context.Background(), a, url+"/a/bad"); err != nil {
 		t.Fatalf("a's failing call: %v", err) // a 500 is a response, not an error
@@ -381,7 +381,7 @@ func TestSharedBreakerRedisGoneWhileOpen(t *testing.T) {
 			if err := call(context.Background(), a, url+"/a/bad"); err != nil {
 				t.Fatalf("a's failing call: %v", err)
 			}
-			if pttl := rc.PTTL(context.Background(), quota.Key(srv.Prefix, "cb:open")).Val(); pttl <= 0 {
+			if pttl := rc.PTTL(context.Background(), rkey.Key(srv.Prefix, "cb:open")).Val(); pttl <= 0 {
 				t.Fatalf("a's report did not open the fleet: PTTL %v", pttl)
 			}
 			untilRejected(t, b, url+"/b/learn")
@@ -537,7 +537,7 @@ func TestSharedBreakerRedisKilledWhileClosedThenRestarted(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // pacing b's failures, not settling
 	}
 	t.Logf("shared again %v after the restart (%d failures of b reached the vendor)", time.Since(restarted), n.get("/b/bad"))
-	if pttl := rc.PTTL(context.Background(), quota.Key(srv.Prefix, "cb:open")).Val(); pttl <= 0 {
+	if pttl := rc.PTTL(context.Background(), rkey.Key(srv.Prefix, "cb:open")).Val(); pttl <= 0 {
 		t.Errorf("Redis holds no open fleet after c was refused: PTTL %v", pttl)
 	}
 	wantReason(t, call(context.Background(), c, url+"/c/x"), sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen)

@@ -30,19 +30,6 @@ type pipelineRoundTripper struct {
 	next   http.RoundTripper
 	tracer trace.Tracer
 	policy attribute.KeyValue
-	// transport is the bottom of the chain, whose idle connections
-	// CloseIdleConnections closes.
-	transport http.RoundTripper
-}
-
-// CloseIdleConnections closes the transport's idle connections, so that
-// http.Client.CloseIdleConnections on a NewClient reaches them: http.Client
-// calls it only on its own Transport, and the layers in between hold no
-// connections.
-func (p *pipelineRoundTripper) CloseIdleConnections() {
-	if c, ok := p.transport.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
 }
 
 func (p *pipelineRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {

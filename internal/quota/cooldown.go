@@ -1,11 +1,11 @@
 package quota
 
 import (
-	"math"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluice-go/sluice/internal/httpx"
 )
 
 // DefaultMaxCooldown caps CooldownFromResponse when its limit is zero.
@@ -37,19 +37,13 @@ func cooldownAt(resp *http.Response, now time.Time, limit time.Duration) (time.D
 	h := resp.Header
 	var d time.Duration
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		if v, ok := parseFloat(h.Get("Retry-After-Ms")); ok {
-			d = durationOf(v, float64(time.Millisecond))
-		} else if v, ok := parseFloat(h.Get("Retry-After")); ok {
-			d = durationOf(v, float64(time.Second))
-		} else if t, err := http.ParseTime(strings.TrimSpace(h.Get("Retry-After"))); err == nil {
-			d = t.Sub(now)
-		}
+		d, _ = httpx.RetryAfter(h, now)
 	}
-	for _, kind := range []string{"requests", "tokens"} {
-		if strings.TrimSpace(h.Get("X-Ratelimit-Remaining-"+kind)) != "0" {
+	for _, k := range rateLimitHeaders {
+		if strings.TrimSpace(h.Get(k.remaining)) != "0" {
 			continue
 		}
-		if r, err := time.ParseDuration(strings.TrimSpace(h.Get("X-Ratelimit-Reset-" + kind))); err == nil && r > d {
+		if r, err := time.ParseDuration(strings.TrimSpace(h.Get(k.reset))); err == nil && r > d {
 			d = r
 		}
 	}
@@ -59,23 +53,9 @@ func cooldownAt(resp *http.Response, now time.Time, limit time.Duration) (time.D
 	return min(d, limit), true
 }
 
-func parseFloat(s string) (float64, bool) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, false
-	}
-	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-		return 0, false
-	}
-	return v, true
-}
-
-// durationOf converts v units to a Duration, saturating instead of overflowing.
-func durationOf(v, unit float64) time.Duration {
-	f := v * unit
-	if f >= math.MaxInt64 {
-		return math.MaxInt64
-	}
-	return time.Duration(f)
+// rateLimitHeaders are OpenAI's x-ratelimit-* pairs, canonical so that
+// Header.Get need not rewrite them on every response.
+var rateLimitHeaders = [...]struct{ remaining, reset string }{
+	{"X-Ratelimit-Remaining-Requests", "X-Ratelimit-Reset-Requests"},
+	{"X-Ratelimit-Remaining-Tokens", "X-Ratelimit-Reset-Tokens"},
 }

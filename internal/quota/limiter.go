@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/internal/redisx"
+	"github.com/sluice-go/sluice/internal/rkey"
 )
 
 // FailureMode is what a Limiter does when Redis cannot be reached.
@@ -69,7 +70,6 @@ type Config struct {
 // It is safe for concurrent use.
 type Limiter struct {
 	g    *redisx.Guard
-	name string
 	cfg  Config
 	keys []string // req, cost, cooldown
 	mkey string   // members
@@ -127,9 +127,9 @@ func build(g *redisx.Guard, name string, cfg Config) *Limiter {
 	if cfg.Fallback < LocalShare || cfg.Fallback > FailClosed {
 		panic("quota: unknown Fallback " + strconv.Itoa(int(cfg.Fallback)))
 	}
-	l := &Limiter{g: g, name: name, cfg: cfg, stop: make(chan struct{}), done: make(chan struct{})}
-	l.keys = []string{Key(name, KindRequests), Key(name, KindCost), Key(name, KindCooldown)}
-	l.mkey = Key(name, KindMembers)
+	l := &Limiter{g: g, cfg: cfg, stop: make(chan struct{}), done: make(chan struct{})}
+	l.keys = []string{rkey.Key(name, KindRequests), rkey.Key(name, KindCost), rkey.Key(name, KindCooldown)}
+	l.mkey = rkey.Key(name, KindMembers)
 	l.reqT, l.reqOff, l.costT, l.costOff = "0", "0", "0", "0"
 	if cfg.Requests > 0 {
 		if cfg.Per <= 0 {
@@ -182,9 +182,6 @@ func build(g *redisx.Guard, name string, cfg Config) *Limiter {
 }
 
 func us(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) }
-
-// Name returns the limiter's name.
-func (l *Limiter) Name() string { return l.name }
 
 // Members returns the last known number of live processes sharing the quota
 // (1 until counted; only a LocalShare limiter counts).

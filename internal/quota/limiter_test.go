@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/internal/redistest"
 	"github.com/sluice-go/sluice/internal/redisx"
+	"github.com/sluice-go/sluice/internal/rkey"
 )
 
 func guardFor(t testing.TB, url string, o redisx.Options) *redisx.Guard {
@@ -149,7 +150,7 @@ func TestCanceledWaitRefunds(t *testing.T) {
 	done := make(chan error)
 	go func() { _, err := l.Reserve(ctx, 0); done <- err }()
 	// Poll until the waiter's slot is reserved (the TAT moved a second ahead).
-	key := Key(s.Prefix, KindRequests)
+	key := rkey.Key(s.Prefix, KindRequests)
 	c := s.Client()
 	waitFor(t, func() bool { return c.PTTL(context.Background(), key).Val() > 600*time.Millisecond })
 	cancel()

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-go/sluice/internal/rkey"
 )
 
 func TestKey(t *testing.T) {
@@ -16,7 +18,7 @@ func TestKey(t *testing.T) {
 		"x:y\nz%":    "sluice:{x%3Ay%0Az%25}:req",
 		"gpt-4o_1.5": "sluice:{gpt-4o_1.5}:req",
 	} {
-		if got := Key(name, KindRequests); got != want {
+		if got := rkey.Key(name, KindRequests); got != want {
 			t.Errorf("Key(%q) = %q, want %q", name, got, want)
 		}
 	}
@@ -27,7 +29,7 @@ func FuzzKey(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
-		k := Key(name, KindCost)
+		k := rkey.Key(name, KindCost)
 		// Exactly one hash tag, and it is the escaped name.
 		if strings.Count(k, "{") != 1 || strings.Count(k, "}") != 1 {
 			t.Fatalf("%q: braces in %q", name, k)

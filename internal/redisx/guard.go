@@ -113,7 +113,7 @@ func (g *Guard) Do(ctx context.Context, fn func(ctx context.Context, c redis.Uni
 	cctx, cancel := context.WithTimeout(ctx, g.timeout)
 	err := fn(cctx, g.c)
 	cancel()
-	if err != nil && callerDone(ctx) {
+	if err != nil && CallerDone(ctx) {
 		// The caller gave up: that says nothing about Redis. (A probe that
 		// ends this way leaves the breaker open; the next probe comes one
 		// health period later.)
@@ -138,19 +138,17 @@ func (g *Guard) Run(ctx context.Context, script *redis.Script, keys []string, ar
 	return res, err
 }
 
-// callerDone reports whether ctx is done or past its deadline (a socket
-// deadline taken from ctx can fire a moment before ctx's own timer).
-func callerDone(ctx context.Context) bool {
+// CallerDone reports whether ctx is done or past its deadline, that is,
+// whether an error from Do may be the caller's own deadline or cancellation
+// rather than Redis's failure (a socket deadline taken from ctx can fire a
+// moment before ctx's own timer).
+func CallerDone(ctx context.Context) bool {
 	if ctx.Err() != nil {
 		return true
 	}
 	dl, ok := ctx.Deadline()
 	return ok && !time.Now().Before(dl)
 }
-
-// CallerDone reports whether an error from Do may be the caller's own
-// deadline or cancellation rather than Redis's failure.
-func CallerDone(ctx context.Context) bool { return callerDone(ctx) }
 
 // isFailure reports whether err means Redis is unreachable or unhealthy, as
 // opposed to an answer.

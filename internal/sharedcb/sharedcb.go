@@ -13,8 +13,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/sluice-go/sluice/internal/quota"
 	"github.com/sluice-go/sluice/internal/redisx"
+	"github.com/sluice-go/sluice/internal/rkey"
 )
 
 // State is the fleet's breaker state as this process knows it.
@@ -113,18 +113,15 @@ func New(g *redisx.Guard, name string, cfg Config) *Breaker {
 	b := &Breaker{
 		g: g, cfg: cfg, stop: make(chan struct{}),
 		id:      strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(rb[:]),
-		channel: quota.Key(name, "cb"),
-		keys: []string{quota.Key(name, "cb:open"), quota.Key(name, "cb:tripped"),
-			quota.Key(name, "cb:reports"), quota.Key(name, "cb:probe")},
+		channel: rkey.Key(name, "cb"),
+		keys: []string{rkey.Key(name, "cb:open"), rkey.Key(name, "cb:tripped"),
+			rkey.Key(name, "cb:reports"), rkey.Key(name, "cb:probe")},
 	}
 	b.wg.Add(2)
 	go b.subscribe()
 	go b.refreshLoop()
 	return b
 }
-
-// ID identifies this process in the reports and the probe lease.
-func (b *Breaker) ID() string { return b.id }
 
 // State returns the cached fleet state. It never calls Redis.
 func (b *Breaker) State() State {
