@@ -7,6 +7,7 @@ import (
 	"github.com/failsafe-go/failsafe-go/adaptivelimiter"
 	"github.com/failsafe-go/failsafe-go/priority"
 
+	"github.com/sluice-go/sluice/internal/redisx"
 	"github.com/sluice-go/sluice/otelx"
 )
 
@@ -45,7 +46,7 @@ func newConfig(opts []Option) *config {
 		policy:       DefaultPolicyName,
 		retryAfter:   time.Second,
 		shares:       [5]float64{0.5, 0.7, 0.8, 0.9, 1},
-		healthPeriod: time.Second,
+		healthPeriod: redisx.DefaultHealthPeriod,
 		now:          time.Now,
 	}
 	for _, o := range opts {

@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -10,6 +11,7 @@ import (
 	ulredis "github.com/ulule/limiter/v3/drivers/store/redis"
 
 	"github.com/sluice-go/sluice/internal/gcra"
+	"github.com/sluice-go/sluice/internal/redisx"
 )
 
 // NewMemoryStore returns the default store of UserRateLimit: a smooth GCRA
@@ -40,7 +42,7 @@ func (o RedisStoreOptions) withDefaults() RedisStoreOptions {
 		o.Prefix = "user_rate"
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = 50 * time.Millisecond
+		o.Timeout = redisx.DefaultTimeout
 	}
 	return o
 }
@@ -74,13 +76,13 @@ func NewFixedWindowRedisStore(client redis.UniversalClient, opts RedisStoreOptio
 func NewRedisClient(opt *redis.Options) *redis.Client {
 	o := *opt
 	if o.DialTimeout == 0 {
-		o.DialTimeout = 50 * time.Millisecond
+		o.DialTimeout = redisx.DialTimeout
 	}
 	if o.ReadTimeout == 0 {
-		o.ReadTimeout = 50 * time.Millisecond
+		o.ReadTimeout = redisx.ReadTimeout
 	}
 	if o.WriteTimeout == 0 {
-		o.WriteTimeout = 50 * time.Millisecond
+		o.WriteTimeout = redisx.WriteTimeout
 	}
 	if o.PoolTimeout == 0 {
 		o.PoolTimeout = 50 * time.Millisecond
@@ -95,21 +97,24 @@ func NewRedisClient(opt *redis.Options) *redis.Client {
 type lazyStore struct {
 	client redis.UniversalClient
 	opts   RedisStoreOptions
-	mu     sync.Mutex
-	store  limiter.Store
+	store  atomic.Pointer[limiter.Store] // set once built; read without a lock
+	mu     sync.Mutex                    // held only while building
 }
 
 func (s *lazyStore) get() (limiter.Store, error) {
+	if st := s.store.Load(); st != nil {
+		return *st, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.store != nil {
-		return s.store, nil
+	if st := s.store.Load(); st != nil {
+		return *st, nil
 	}
 	st, err := ulredis.NewStoreWithOptions(s.client, limiter.StoreOptions{Prefix: s.opts.Prefix})
 	if err != nil {
 		return nil, err
 	}
-	s.store = st
+	s.store.Store(&st)
 	return st, nil
 }
 

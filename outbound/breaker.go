@@ -160,7 +160,6 @@ func (b *breakerRoundTripper) RoundTrip(req *http.Request) (*http.Response, erro
 	}
 	b.rec.Allowed(ctx)
 	resp, err := b.next.RoundTrip(req)
-	bg := context.WithoutCancel(ctx)
 	switch {
 	case b.isFailure(resp, err):
 		wasOpen := b.cb.IsOpen()
@@ -173,12 +172,12 @@ func (b *breakerRoundTripper) RoundTrip(req *http.Request) (*http.Response, erro
 			}
 		}
 		if b.fleet != nil {
-			b.fleetFailure(bg, resp, now, fleetProbe, !wasOpen && b.cb.IsOpen())
+			b.fleetFailure(context.WithoutCancel(ctx), resp, now, fleetProbe, !wasOpen && b.cb.IsOpen())
 		}
 	case err == nil:
 		b.cb.RecordSuccess()
 		if fleetProbe {
-			if err := b.fleet.b.ReportSuccess(bg); err != nil {
+			if err := b.fleet.b.ReportSuccess(context.WithoutCancel(ctx)); err != nil {
 				b.rec.Degraded(ctx)
 			}
 		}

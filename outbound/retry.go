@@ -215,23 +215,20 @@ func (r *retryRoundTripper) RoundTrip(req *http.Request) (*http.Response, error)
 		if resp != nil {
 			cause = &StatusError{StatusCode: resp.StatusCode, Status: resp.Status}
 		}
+		// This attempt's answer is not the caller's: whatever happens next
+		// (giving up, or waiting to retry), its body, its attempt span (ended
+		// by otelhttp on close) and anything held below are released now.
+		httpx.Drain(bodyOf(resp))
 		if ra > r.s.MaxRetryAfter || attempt >= r.s.MaxAttempts {
-			httpx.Drain(bodyOf(resp))
-			e := r.fail(ctx, sluice.ReasonRetriesExhausted, cause, attempt, ra)
-			return nil, e
+			return nil, r.fail(ctx, sluice.ReasonRetriesExhausted, cause, attempt, ra)
 		}
 		wait := max(ra, r.backoff(attempt))
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			httpx.Drain(bodyOf(resp))
 			return nil, r.fail(ctx, sluice.ReasonDeadlineExceeded, cause, attempt, ra)
 		}
 		if !r.acquireBudget() {
-			httpx.Drain(bodyOf(resp))
 			return nil, r.fail(ctx, sluice.ReasonRetryBudgetExhausted, cause, attempt, ra)
 		}
-		// Done with this attempt before waiting: its body, its attempt span
-		// (ended by otelhttp on close) and anything held below are released.
-		httpx.Drain(bodyOf(resp))
 		if err := r.sleep(ctx, wait, ra, cause); err != nil {
 			r.budget.ReleasePermit()
 			r.setAttempts(ctx, attempt)
