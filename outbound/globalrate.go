@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -234,55 +233,10 @@ func (g *globalRoundTripper) watchUsage(ctx context.Context, resp *http.Response
 			}
 		})
 	case strings.Contains(ct, "json"):
-		resp.Body = &jsonUsageBody{rc: resp.Body, fn: func(total int64) { _ = r.Reconcile(ctx, total) }}
-	}
-}
-
-// jsonUsageBody copies a JSON body as the caller reads it (up to
-// maxUsageBody) and, at EOF or Close, reads usage.total_tokens from it.
-type jsonUsageBody struct {
-	rc   io.ReadCloser
-	fn   func(int64)
-	mu   sync.Mutex // Close may race with Read
-	buf  []byte
-	over bool
-	done bool
-}
-
-func (b *jsonUsageBody) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	b.mu.Lock()
-	if !b.over && !b.done {
-		if len(b.buf)+n > maxUsageBody {
-			b.over, b.buf = true, nil
-		} else {
-			b.buf = append(b.buf, p[:n]...)
-		}
-	}
-	b.mu.Unlock()
-	if err != nil {
-		b.finish()
-	}
-	return n, err
-}
-
-func (b *jsonUsageBody) Close() error {
-	err := b.rc.Close()
-	b.finish()
-	return err
-}
-
-func (b *jsonUsageBody) finish() {
-	b.mu.Lock()
-	if b.done {
-		b.mu.Unlock()
-		return
-	}
-	b.done = true
-	buf, over := b.buf, b.over
-	b.buf = nil
-	b.mu.Unlock()
-	if n, ok := quota.UsageFromJSON(buf); ok && !over {
-		b.fn(n)
+		resp.Body = quota.WatchJSON(resp.Body, maxUsageBody, func(total int64, ok bool) {
+			if ok {
+				_ = r.Reconcile(ctx, total)
+			}
+		})
 	}
 }

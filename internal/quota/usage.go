@@ -21,6 +21,61 @@ func UsageFromJSON(body []byte) (int64, bool) {
 	return *v.Usage.TotalTokens, true
 }
 
+// WatchJSON wraps a JSON response body: it copies the body as the caller
+// reads it (up to limit bytes) and calls fn once, at EOF, on a read error or
+// at Close, whichever comes first, with usage.total_tokens of what was read
+// (ok false when there is none, or the body was over limit).
+func WatchJSON(body io.ReadCloser, limit int, fn func(total int64, ok bool)) io.ReadCloser {
+	return &jsonWatcher{rc: body, limit: limit, fn: fn}
+}
+
+type jsonWatcher struct {
+	rc    io.ReadCloser
+	limit int
+	fn    func(int64, bool)
+	mu    sync.Mutex // Close may race with Read
+	buf   []byte
+	over  bool
+	done  bool
+}
+
+func (w *jsonWatcher) Read(p []byte) (int, error) {
+	n, err := w.rc.Read(p)
+	w.mu.Lock()
+	if !w.over && !w.done {
+		if len(w.buf)+n > w.limit {
+			w.over, w.buf = true, nil
+		} else {
+			w.buf = append(w.buf, p[:n]...)
+		}
+	}
+	w.mu.Unlock()
+	if err != nil {
+		w.finish()
+	}
+	return n, err
+}
+
+func (w *jsonWatcher) Close() error {
+	err := w.rc.Close()
+	w.finish()
+	return err
+}
+
+func (w *jsonWatcher) finish() {
+	w.mu.Lock()
+	if w.done {
+		w.mu.Unlock()
+		return
+	}
+	w.done = true
+	buf, over := w.buf, w.over
+	w.buf = nil
+	w.mu.Unlock()
+	n, ok := UsageFromJSON(buf)
+	w.fn(n, ok && !over)
+}
+
 // maxLine bounds the partial line WatchSSE keeps; longer lines are skipped.
 const maxLine = 64 << 10
 
