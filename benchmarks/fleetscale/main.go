@@ -29,7 +29,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +40,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-go/sluice"
+	"github.com/sluice-go/sluice/internal/redistest"
 	"github.com/sluice-go/sluice/internal/redisx"
 	"github.com/sluice-go/sluice/outbound"
 )
@@ -237,7 +237,7 @@ func measure(counts []int, rate, burst int, dur time.Duration, goroutines int) (
 	v := &vendor{}
 	vs := httptest.NewServer(v)
 	defer vs.Close()
-	admin := redis.NewClient(&redis.Options{Addr: rs.addr})
+	admin := redis.NewClient(&redis.Options{Addr: rs.Addr})
 	defer admin.Close()
 	ctx := context.Background()
 
@@ -247,7 +247,7 @@ func measure(counts []int, rate, burst int, dur time.Duration, goroutines int) (
 		if err := admin.ConfigResetStat(ctx).Err(); err != nil {
 			return nil, err
 		}
-		sp := spec{Redis: "redis://" + rs.addr + "/0", Vendor: vs.URL + "/v1/x", Name: name,
+		sp := spec{Redis: "redis://" + rs.Addr + "/0", Vendor: vs.URL + "/v1/x", Name: name,
 			Requests: rate, Period: time.Second, Burst: burst, MaxWait: time.Second,
 			StartAt: time.Now().Add(time.Second).UnixNano(), Duration: dur, Goroutines: goroutines}
 		js, _ := json.Marshal(sp)
@@ -347,9 +347,8 @@ func calls(info, name string) int64 {
 
 // redisServer is a private redis-server on a free loopback port.
 type redisServer struct {
-	addr string
+	*redistest.Proc
 	dir  string
-	cmd  *exec.Cmd
 	once sync.Once
 }
 
@@ -364,31 +363,17 @@ func startRedis() (*redisServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &redisServer{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
-	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no",
-		"--logfile", filepath.Join(dir, "redis.log"))
-	if err := s.cmd.Start(); err != nil {
+	p, err := redistest.Launch(dir, port)
+	if err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start redis-server (is it on the PATH?): %w", err)
+		return nil, fmt.Errorf("redis-server (is it on the PATH?): %w", err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1})
-	defer c.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("redis-server on %s not ready after 20s", s.addr)
-		}
-		time.Sleep(20 * time.Millisecond) // polling for readiness
-	}
-	return s, nil
+	return &redisServer{Proc: p, dir: dir}, nil
 }
 
 func (s *redisServer) stop() {
 	s.once.Do(func() {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
+		s.Stop()
 		_ = os.RemoveAll(s.dir)
 	})
 }

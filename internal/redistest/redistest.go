@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,13 +36,14 @@ type Server struct {
 	// from REDIS_URL is shared with other tests.
 	Prefix string
 
-	t    testing.TB
-	own  bool
-	dir  string
-	args []string
+	t     testing.TB
+	own   bool
+	dir   string
+	port  int
+	extra []string
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
+	mu   sync.Mutex
+	proc *Proc
 }
 
 var seq struct {
@@ -105,13 +105,10 @@ func Start(t testing.TB, extraArgs ...string) *Server {
 		t:      t,
 		own:    true,
 		dir:    dir,
+		port:   port,
+		extra:  extraArgs,
 	}
 	s.URL = "redis://" + s.Addr + "/0"
-	s.args = append([]string{
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir,
-		"--daemonize", "no", "--protected-mode", "no", "--logfile", filepath.Join(dir, "redis.log"),
-	}, extraArgs...)
 	if err := s.start(); err != nil {
 		unavailable(t, err.Error())
 	}
@@ -122,52 +119,22 @@ func Start(t testing.TB, extraArgs ...string) *Server {
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cmd := exec.Command("redis-server", s.args...)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
+	p, err := Launch(s.dir, s.port, s.extra...)
+	if err != nil {
+		return err
 	}
-	s.cmd = cmd
-	if err := waitReady(s.Addr, cmd); err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		s.cmd = nil
-		log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-		return fmt.Errorf("%w; log:\n%s", err, log)
-	}
+	s.proc = p
 	return nil
-}
-
-func waitReady(addr string, cmd *exec.Cmd) error {
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
-	defer c.Close()
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if cmd != nil && cmd.ProcessState != nil {
-			return fmt.Errorf("redis-server on %s exited", addr)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("redis-server on %s not ready after %s: %w", addr, readyTimeout, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling for readiness, not settling
-	}
 }
 
 func (s *Server) stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGCONT)
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
-	s.cmd = nil
+	s.proc.Stop()
+	s.proc = nil
 }
 
 func (s *Server) mustOwn(op string) {
@@ -222,10 +189,10 @@ func (s *Server) Resume() {
 func (s *Server) signal(sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd == nil {
+	if s.proc == nil {
 		s.t.Fatalf("redistest: server on %s is not running", s.Addr)
 	}
-	if err := s.cmd.Process.Signal(sig); err != nil {
+	if err := s.proc.Signal(sig); err != nil {
 		s.t.Fatalf("redistest: signal %v: %v", sig, err)
 	}
 }
