@@ -118,9 +118,9 @@ func (t *Telemetry) MeterProvider() metric.MeterProvider { return t.mp }
 func (t *Telemetry) Recorder(layer sluice.Layer, policy string) *Recorder {
 	r := &Recorder{t: t, layer: layer, policy: policy, rejected: map[sluice.Reason]rejectAttrs{}}
 	base := []attribute.KeyValue{AttrLayer.String(string(layer)), AttrPolicyName.String(policy)}
-	r.base = metric.WithAttributeSet(attribute.NewSet(base...))
-	r.baseAdd = []metric.AddOption{r.base}
-	r.baseRecord = []metric.RecordOption{r.base}
+	baseSet := metric.WithAttributeSet(attribute.NewSet(base...))
+	r.baseAdd = []metric.AddOption{baseSet}
+	r.baseRecord = []metric.RecordOption{baseSet}
 	r.allowed = []metric.AddOption{
 		metric.WithAttributeSet(attribute.NewSet(append(base[:2:2], AttrOutcome.String(string(OutcomeAllowed)))...))}
 	for _, reason := range layer.Reasons() {
@@ -148,7 +148,6 @@ type Recorder struct {
 	policy string
 	// The option slices are built once: passing a prebuilt slice to a
 	// variadic Add or Record does not allocate, passing one option does.
-	base       metric.MeasurementOption
 	baseAdd    []metric.AddOption
 	baseRecord []metric.RecordOption
 	allowed    []metric.AddOption

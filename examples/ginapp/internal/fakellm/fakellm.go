@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-go/sluice"
 )
 
 // Config is the vendor's behaviour. The zero value serves every request at
@@ -173,7 +175,7 @@ func (v *Vendor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if limited {
 		v.limited.Add(1)
-		w.Header().Set("Retry-After", strconv.Itoa(int((reset+time.Second-1)/time.Second)))
+		w.Header().Set("Retry-After", sluice.RetryAfterSeconds(reset))
 		writeError(w, http.StatusTooManyRequests, "rate_limit_exceeded", "quota exceeded")
 		return
 	}
