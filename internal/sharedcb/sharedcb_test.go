@@ -19,9 +19,14 @@ func guardFor(t testing.TB, url string) *redisx.Guard {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// These tests are about the fleet state, not about outages (none pauses
+	// Redis; the one without Redis dials a closed port, refused at once), so
+	// a 50ms timeout missed on a loaded machine must not open the guard's
+	// health breaker and fail a probe: give every call time.
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = 2*time.Second, 2*time.Second, 2*time.Second, 2*time.Second
 	c := redis.NewClient(opt)
 	t.Cleanup(func() { _ = c.Close() })
-	return redisx.New(c, redisx.Options{})
+	return redisx.New(c, redisx.Options{Timeout: 2 * time.Second})
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
