@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluice-go/sluice/internal/redistest"
 	"github.com/sluice-go/sluice/internal/redisx"
+	"github.com/sluice-go/sluice/internal/rkey"
 )
 
 func guardFor(t testing.TB, url string) *redisx.Guard {
@@ -144,6 +145,12 @@ func TestStaleHalfOpenCannotProbe(t *testing.T) {
 		t.Fatal("probe won while the fleet is open")
 	}
 	waitFor(t, "half-open", func() bool { return a.State() == HalfOpen })
+	// The cached copy can flip up to a millisecond before Redis's key ends
+	// (PTTL is whole milliseconds); the probe is Redis's decision, so wait
+	// for the key itself.
+	rc := s.Client()
+	openKey := rkey.Key(s.Prefix, "cb:open")
+	waitFor(t, "the open key to end in Redis", func() bool { return rc.Exists(ctx, openKey).Val() == 0 })
 	if won, _ := a.TryProbe(ctx); !won {
 		t.Fatal("no probe in half-open")
 	}
