@@ -7,7 +7,9 @@
 //     admission queue, deadline);
 //   - outbound: the http.RoundTripper chain (retry, circuit breaker, global and
 //     local rate limits, bulkhead, call timeout, transport);
-//   - otelx: OpenTelemetry attribute keys and instruments.
+//   - otelx: OpenTelemetry attribute keys and instruments;
+//   - status: a live status page of the layers, an http.Handler to mount on
+//     an internal listener.
 //
 // Every rejection is an *Error. Match a condition with errors.Is and read the
 // details with errors.As:

@@ -32,45 +32,47 @@ type Reason string
 // The reasons. Each layer emits only the reasons listed for it in
 // docs/reference.md.
 const (
-	ReasonOverloaded            Reason = "overloaded"
-	ReasonRateLimited           Reason = "rate_limited"
-	ReasonQueueFull             Reason = "queue_full"
-	ReasonQueueTimeout          Reason = "queue_timeout"
-	ReasonRetriesExhausted      Reason = "retries_exhausted"
-	ReasonRetryBudgetExhausted  Reason = "retry_budget_exhausted"
-	ReasonDeadlineExceeded      Reason = "deadline_exceeded"
-	ReasonCircuitOpen           Reason = "circuit_open"
-	ReasonVendorCooldown        Reason = "vendor_cooldown"
-	ReasonBulkheadFull          Reason = "bulkhead_full"
-	ReasonCallTimeout           Reason = "call_timeout"
-	ReasonPoolTimeout           Reason = "pool_timeout"
-	ReasonConnectTimeout        Reason = "connect_timeout"
-	ReasonTLSHandshakeTimeout   Reason = "tls_handshake_timeout"
-	ReasonResponseHeaderTimeout Reason = "response_header_timeout"
-	ReasonWriteTimeout          Reason = "write_timeout"
-	ReasonReadIdleTimeout       Reason = "read_idle_timeout"
+	ReasonOverloaded             Reason = "overloaded"
+	ReasonRateLimited            Reason = "rate_limited"
+	ReasonQueueFull              Reason = "queue_full"
+	ReasonQueueTimeout           Reason = "queue_timeout"
+	ReasonRetriesExhausted       Reason = "retries_exhausted"
+	ReasonRetryBudgetExhausted   Reason = "retry_budget_exhausted"
+	ReasonDeadlineExceeded       Reason = "deadline_exceeded"
+	ReasonCircuitOpen            Reason = "circuit_open"
+	ReasonVendorCooldown         Reason = "vendor_cooldown"
+	ReasonBulkheadFull           Reason = "bulkhead_full"
+	ReasonCallTimeout            Reason = "call_timeout"
+	ReasonPoolTimeout            Reason = "pool_timeout"
+	ReasonConnectTimeout         Reason = "connect_timeout"
+	ReasonTLSHandshakeTimeout    Reason = "tls_handshake_timeout"
+	ReasonResponseHeaderTimeout  Reason = "response_header_timeout"
+	ReasonWriteTimeout           Reason = "write_timeout"
+	ReasonReadIdleTimeout        Reason = "read_idle_timeout"
+	ReasonResponseHeaderTooLarge Reason = "response_header_too_large"
 )
 
 // Sentinels, one per reason. errors.Is(err, ErrQueueTimeout) is true for a
 // queue timeout from any layer; use errors.As with *Error to read the layer.
 var (
-	ErrOverloaded            = &Error{Reason: ReasonOverloaded}
-	ErrRateLimited           = &Error{Reason: ReasonRateLimited}
-	ErrQueueFull             = &Error{Reason: ReasonQueueFull}
-	ErrQueueTimeout          = &Error{Reason: ReasonQueueTimeout}
-	ErrRetriesExhausted      = &Error{Reason: ReasonRetriesExhausted}
-	ErrRetryBudgetExhausted  = &Error{Reason: ReasonRetryBudgetExhausted}
-	ErrDeadlineExceeded      = &Error{Reason: ReasonDeadlineExceeded}
-	ErrCircuitOpen           = &Error{Reason: ReasonCircuitOpen}
-	ErrVendorCooldown        = &Error{Reason: ReasonVendorCooldown}
-	ErrBulkheadFull          = &Error{Reason: ReasonBulkheadFull}
-	ErrCallTimeout           = &Error{Reason: ReasonCallTimeout}
-	ErrPoolTimeout           = &Error{Reason: ReasonPoolTimeout}
-	ErrConnectTimeout        = &Error{Reason: ReasonConnectTimeout}
-	ErrTLSHandshakeTimeout   = &Error{Reason: ReasonTLSHandshakeTimeout}
-	ErrResponseHeaderTimeout = &Error{Reason: ReasonResponseHeaderTimeout}
-	ErrWriteTimeout          = &Error{Reason: ReasonWriteTimeout}
-	ErrReadIdleTimeout       = &Error{Reason: ReasonReadIdleTimeout}
+	ErrOverloaded             = &Error{Reason: ReasonOverloaded}
+	ErrRateLimited            = &Error{Reason: ReasonRateLimited}
+	ErrQueueFull              = &Error{Reason: ReasonQueueFull}
+	ErrQueueTimeout           = &Error{Reason: ReasonQueueTimeout}
+	ErrRetriesExhausted       = &Error{Reason: ReasonRetriesExhausted}
+	ErrRetryBudgetExhausted   = &Error{Reason: ReasonRetryBudgetExhausted}
+	ErrDeadlineExceeded       = &Error{Reason: ReasonDeadlineExceeded}
+	ErrCircuitOpen            = &Error{Reason: ReasonCircuitOpen}
+	ErrVendorCooldown         = &Error{Reason: ReasonVendorCooldown}
+	ErrBulkheadFull           = &Error{Reason: ReasonBulkheadFull}
+	ErrCallTimeout            = &Error{Reason: ReasonCallTimeout}
+	ErrPoolTimeout            = &Error{Reason: ReasonPoolTimeout}
+	ErrConnectTimeout         = &Error{Reason: ReasonConnectTimeout}
+	ErrTLSHandshakeTimeout    = &Error{Reason: ReasonTLSHandshakeTimeout}
+	ErrResponseHeaderTimeout  = &Error{Reason: ReasonResponseHeaderTimeout}
+	ErrWriteTimeout           = &Error{Reason: ReasonWriteTimeout}
+	ErrReadIdleTimeout        = &Error{Reason: ReasonReadIdleTimeout}
+	ErrResponseHeaderTooLarge = &Error{Reason: ReasonResponseHeaderTooLarge}
 )
 
 // Error is the one error type every sluice layer returns when it rejects,

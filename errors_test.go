@@ -76,7 +76,7 @@ func TestVocabularyComplete(t *testing.T) {
 	sentinels := []*Error{ErrOverloaded, ErrRateLimited, ErrQueueFull, ErrQueueTimeout, ErrRetriesExhausted,
 		ErrRetryBudgetExhausted, ErrDeadlineExceeded, ErrCircuitOpen, ErrVendorCooldown, ErrBulkheadFull,
 		ErrCallTimeout, ErrPoolTimeout, ErrConnectTimeout, ErrTLSHandshakeTimeout, ErrResponseHeaderTimeout,
-		ErrWriteTimeout, ErrReadIdleTimeout}
+		ErrWriteTimeout, ErrReadIdleTimeout, ErrResponseHeaderTooLarge}
 	if len(sentinels) != len(seen) {
 		t.Fatalf("%d sentinels for %d reasons", len(sentinels), len(seen))
 	}

@@ -1,7 +1,6 @@
 package sluice
 
 import (
-	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -24,7 +23,7 @@ var layerReasons = []struct {
 	{LayerBulkhead, []Reason{ReasonQueueTimeout, ReasonBulkheadFull}},
 	{LayerCallTimeout, []Reason{ReasonCallTimeout}},
 	{LayerTransport, []Reason{ReasonPoolTimeout, ReasonConnectTimeout, ReasonTLSHandshakeTimeout,
-		ReasonResponseHeaderTimeout, ReasonWriteTimeout, ReasonReadIdleTimeout}},
+		ReasonResponseHeaderTimeout, ReasonWriteTimeout, ReasonReadIdleTimeout, ReasonResponseHeaderTooLarge}},
 }
 
 // Layers returns every layer in canonical order: inbound first, then outbound
@@ -53,20 +52,28 @@ func (l Layer) Inbound() bool {
 }
 
 // HTTPStatus is the one place that maps an error to the status a server sends
-// for it:
+// for it (ProblemOf(err).Status; 200 for nil):
 //
 //   - user_rate_limiter: 429 Too Many Requests;
 //   - every other inbound rejection, and the outbound overload signals
 //     (circuit_open, queue_timeout, queue_full, bulkhead_full, rate_limited,
 //     vendor_cooldown, retry_budget_exhausted): 503 Service Unavailable;
-//   - call_timeout, deadline_exceeded and the transport's timeouts: 504 Gateway Timeout;
-//   - anything else, including retries_exhausted and errors that are not
-//     *Error: 502 Bad Gateway.
+//   - call_timeout, deadline_exceeded, the transport's timeouts and a
+//     context deadline: 504 Gateway Timeout;
+//   - a vendor's 429, or 503 with Retry-After, that outlived the retries
+//     (*StatusError): 503 Service Unavailable;
+//   - a canceled context (the client went away): 499;
+//   - anything else, including retries_exhausted, other vendor statuses and
+//     errors that are not *Error: 502 Bad Gateway.
 func HTTPStatus(err error) int {
-	var e *Error
-	if !errors.As(err, &e) {
-		return http.StatusBadGateway
+	if err == nil {
+		return http.StatusOK
 	}
+	return ProblemOf(err).Status
+}
+
+// statusOf is HTTPStatus for a sluice rejection.
+func statusOf(e *Error) int {
 	if e.Layer == LayerUserRateLimiter {
 		return http.StatusTooManyRequests
 	}

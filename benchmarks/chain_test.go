@@ -40,9 +40,9 @@ func BenchmarkChain(b *testing.B) {
 		outbound.WithTransport(noop{}),
 		outbound.WithRetry(outbound.RetrySettings{}),
 		outbound.WithCircuitBreaker(outbound.BreakerSettings{}),
-		outbound.WithRateLimit(outbound.RateLimitSettings{Requests: rate, Period: time.Second, Bursty: true}),
-		outbound.WithBulkhead(1024, time.Second),
-		outbound.WithAttemptTimeout(10*time.Second),
+		outbound.WithLocalRateLimit(outbound.LocalRateLimitSettings{Requests: rate, Period: time.Second, Bursty: true}),
+		outbound.WithBulkhead(outbound.BulkheadSettings{MaxConcurrent: 1024, MaxWait: time.Second}),
+		outbound.WithAttemptTimeout(outbound.AttemptTimeoutSettings{Timeout: 10 * time.Second}),
 	)
 	handRT := failsafehttp.NewRoundTripper(otelhttp.NewTransport(noop{}),
 		retrypolicy.NewBuilder[*http.Response]().WithMaxAttempts(3).WithBackoff(100*time.Millisecond, 10*time.Second).Build(),

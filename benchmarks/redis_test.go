@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/ulule/limiter/v3"
 
+	"github.com/sluice-go/sluice/fleet"
 	"github.com/sluice-go/sluice/internal/quota"
 	"github.com/sluice-go/sluice/internal/redistest"
 	"github.com/sluice-go/sluice/internal/redisx"
@@ -23,9 +24,9 @@ import (
 // BenchmarkRedisDecision measures, in one run against one private Redis, a
 // PING round trip (the floor), a per-user limit decision (UserRateLimit on the
 // GCRA store, through gin) and a global-limiter decision (quota.Reserve, the
-// script behind WithGlobalRateLimit), each at concurrency 1 (one goroutine,
-// a one-connection pool) and 64 (RunParallel with 64 goroutines, a
-// 64-connection pool). Compare rows of the same concurrency: ns/op at c64 is
+// script behind WithGlobalRateLimit) in per-call and in lease mode, each at
+// concurrency 1 (one goroutine, a one-connection pool) and 64 (RunParallel
+// with 64 goroutines, a 64-connection pool). Compare rows of the same concurrency: ns/op at c64 is
 // wall time per decision with 64 in flight, i.e. 1/throughput.
 func BenchmarkRedisDecision(b *testing.B) {
 	srv := redistest.New(b)
@@ -34,7 +35,7 @@ func BenchmarkRedisDecision(b *testing.B) {
 	newClient := func(b *testing.B, pool int) *redis.Client {
 		// Timeouts far above a round trip: a benchmark measures, it must not
 		// fail over to the degraded path on a loaded machine.
-		c := middleware.NewRedisClient(&redis.Options{Addr: srv.Addr, PoolSize: pool,
+		c := fleet.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: pool,
 			ReadTimeout: time.Second, WriteTimeout: time.Second, PoolTimeout: time.Second})
 		b.Cleanup(func() { _ = c.Close() })
 		return c
@@ -72,8 +73,9 @@ func BenchmarkRedisDecision(b *testing.B) {
 		})
 		b.Run("user_limit_gcra"+suffix, func(b *testing.B) {
 			rc := newClient(b, c)
-			store := middleware.NewGCRAStore(rc, middleware.RedisStoreOptions{Prefix: srv.Prefix + b.Name(), Timeout: time.Second})
-			h := engine(middleware.UserRateLimit(store, never, middleware.KeyFromHeader("X-API-Key")))
+			store := middleware.NewGCRAStore(rc, middleware.RedisStoreSettings{Prefix: srv.Prefix + b.Name(), Timeout: time.Second})
+			h := engine(middleware.UserRateLimit(middleware.UserRateLimitSettings{Store: store, Rate: never,
+				Key: middleware.KeyFromHeader("X-API-Key")}))
 			var reqs [wide + 1]struct { // one request and writer per goroutine
 				req *http.Request
 				w   *discard
@@ -109,6 +111,23 @@ func BenchmarkRedisDecision(b *testing.B) {
 				return err
 			})
 		})
+		b.Run("global_lease"+suffix, func(b *testing.B) {
+			rc := newClient(b, c)
+			// The same quota in lease mode: most decisions are spent from
+			// the process's lease, without Redis.
+			l := quota.New(redisx.New(rc, redisx.Options{Timeout: time.Second}), srv.Prefix+b.Name(), quota.Config{
+				Requests: 1_000_000, Per: time.Second, Burst: 1_000_000, Fallback: quota.FailOpen,
+				Lease: true, MaxLease: 10_000,
+			})
+			b.Cleanup(func() { _ = l.Close() })
+			parallel(b, c, func(int) error {
+				r, err := l.Reserve(ctx, 1)
+				if err == nil && r.Degraded() {
+					return errDegraded
+				}
+				return err
+			})
+		})
 	}
 }
 
@@ -120,12 +139,12 @@ const errDegraded = benchError("the decision was taken without Redis")
 
 // TestOverLimitCacheSavesRedis floods a Redis-backed per-user limit with one
 // abusive key until 10,000 requests were rejected, with the over-limit cache
-// on (the default) and off (WithOverLimitCache(-1)), and counts the scripts
+// on (the default) and off (OverLimitCache: -1), and counts the scripts
 // Redis ran (INFO commandstats: EVALSHA + EVAL). Off, each rejection costs a
 // round trip; on, only the requests up to the first rejection do.
 func TestOverLimitCacheSavesRedis(t *testing.T) {
 	srv := redistest.Start(t) // private: commandstats must count only this test
-	rc := middleware.NewRedisClient(&redis.Options{Addr: srv.Addr, ReadTimeout: time.Second,
+	rc := fleet.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: time.Second,
 		WriteTimeout: time.Second, PoolTimeout: time.Second})
 	defer rc.Close()
 	admin := srv.Client()
@@ -137,14 +156,15 @@ func TestOverLimitCacheSavesRedis(t *testing.T) {
 	rate := limiter.Rate{Period: time.Hour, Limit: limit} // the 11th request waits minutes
 	scripts := map[string]int64{}
 	for _, tc := range []struct {
-		name string
-		opts []middleware.Option
+		name  string
+		cache int
 	}{
-		{"cache_on", nil},
-		{"cache_off", []middleware.Option{middleware.WithOverLimitCache(-1)}},
+		{"cache_on", 0},
+		{"cache_off", -1},
 	} {
-		store := middleware.NewGCRAStore(rc, middleware.RedisStoreOptions{Prefix: tc.name, Timeout: time.Second})
-		h := engine(middleware.UserRateLimit(store, rate, middleware.KeyFromHeader("X-API-Key"), tc.opts...))
+		store := middleware.NewGCRAStore(rc, middleware.RedisStoreSettings{Prefix: tc.name, Timeout: time.Second})
+		h := engine(middleware.UserRateLimit(middleware.UserRateLimitSettings{Store: store, Rate: rate,
+			Key: middleware.KeyFromHeader("X-API-Key"), OverLimitCache: tc.cache}))
 		if err := admin.ConfigResetStat(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}

@@ -57,9 +57,9 @@ func BenchmarkTelemetry(b *testing.B) {
 				outbound.WithTelemetry(tel),
 				outbound.WithRetry(outbound.RetrySettings{}),
 				outbound.WithCircuitBreaker(outbound.BreakerSettings{}),
-				outbound.WithRateLimit(outbound.RateLimitSettings{Requests: 1 << 30, Period: time.Second, Bursty: true}),
-				outbound.WithBulkhead(1024, time.Second),
-				outbound.WithAttemptTimeout(10*time.Second),
+				outbound.WithLocalRateLimit(outbound.LocalRateLimitSettings{Requests: 1 << 30, Period: time.Second, Bursty: true}),
+				outbound.WithBulkhead(outbound.BulkheadSettings{MaxConcurrent: 1024, MaxWait: time.Second}),
+				outbound.WithAttemptTimeout(outbound.AttemptTimeoutSettings{Timeout: 10 * time.Second}),
 			)
 			b.Run(p.name, func(b *testing.B) {
 				b.ReportAllocs()
@@ -81,18 +81,19 @@ func BenchmarkTelemetry(b *testing.B) {
 }
 
 // benchmarkInboundTelemetry is the inbound half: otelgin → load shedder →
-// user rate limiter → admission queue, off against on with
+// user rate limiter → admission queue (the canonical order without Deadline
+// and BufferBody, which record nothing), off against on with
 // telemetrySettings, like the outbound half above.
 func benchmarkInboundTelemetry(b *testing.B) {
 	key := middleware.KeyFromHeader("X-API-Key")
 	for _, p := range telemetrySettings(b) {
 		tel := otelx.New(otelx.WithTracerProvider(p.tp), otelx.WithMeterProvider(p.mp))
-		opt := middleware.WithTelemetry(tel)
 		h := engine(
 			otelgin.Middleware("bench", otelgin.WithTracerProvider(p.tp), otelgin.WithMeterProvider(p.mp)),
-			middleware.LoadShedder(1<<20, opt),
-			middleware.UserRateLimit(nil, never, key, opt),
-			middleware.AdmissionQueue(1<<10, 1<<10, time.Second, opt),
+			middleware.LoadShedder(middleware.LoadShedderSettings{MaxInFlight: 1 << 20, Telemetry: tel}),
+			middleware.UserRateLimit(middleware.UserRateLimitSettings{Rate: never, Key: key, Telemetry: tel}),
+			middleware.AdmissionQueue(middleware.AdmissionQueueSettings{MaxActive: 1 << 10, MaxWaiting: 1 << 10,
+				Timeout: time.Second, Telemetry: tel}),
 		)
 		b.Run(p.name, func(b *testing.B) { run(b, h) })
 	}

@@ -27,7 +27,7 @@ func BenchmarkTransport(b *testing.B) {
 		ForceAttemptHTTP2:   true,
 	}
 	defer plain.CloseIdleConnections()
-	sluice := outbound.NewTransport()
+	sluice := outbound.NewTransport(outbound.TransportSettings{})
 	defer sluice.CloseIdleConnections()
 
 	for _, bc := range []struct {

@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.opentelemetry.io/otel/codes"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/otelx"
 )
 
@@ -31,8 +32,8 @@ func newQueueServer(t *testing.T, maxActive, maxWaiting int, timeout time.Durati
 		c.Next()
 		q.left <- c.Writer.Status()
 	})
-	q.slowServer = newSlowServer(e, AdmissionQueue(maxActive, maxWaiting, timeout, WithTelemetry(tm.tel),
-		func(c *config) { c.onQueued = func() { q.queued <- struct{}{} } }))
+	q.slowServer = newSlowServer(e, newQueue(AdmissionQueueSettings{MaxActive: maxActive, MaxWaiting: maxWaiting, Timeout: timeout,
+		Telemetry: tm.tel}, func() { q.queued <- struct{}{} }).gin)
 	return q
 }
 
@@ -134,7 +135,7 @@ func TestAdmissionQueueClientDisconnect(t *testing.T) {
 	}
 	select {
 	case status := <-q.left:
-		if status != StatusClientClosedRequest {
+		if status != sluice.StatusClientClosedRequest {
 			t.Fatalf("left with %d", status)
 		}
 	case <-time.After(30 * time.Second): // a failure bound, not a settle
@@ -156,7 +157,7 @@ func TestAdmissionQueueClientDisconnect(t *testing.T) {
 func TestAdmissionQueueHandlerForNetHTTP(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 2)
-	h := AdmissionQueueHandler(1, 0, time.Hour)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := AdmissionQueueHandler(AdmissionQueueSettings{MaxActive: 1, Timeout: time.Hour})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		entered <- struct{}{}
 		<-release
 	}))

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/ulule/limiter/v3"
 
+	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/internal/rkey"
 )
 
@@ -46,8 +48,9 @@ func limitKeyFor(t *testing.T, policy, value string) []string {
 	t.Helper()
 	s := &keyScripter{}
 	r := gin.New()
-	r.Use(UserRateLimit(NewGCRAStore(s, RedisStoreOptions{}), limiter.Rate{Period: time.Second, Limit: 10},
-		KeyFromHeader("X-API-Key"), WithPolicyName(policy), WithOverLimitCache(-1)))
+	r.Use(UserRateLimit(UserRateLimitSettings{Store: NewGCRAStore(s, RedisStoreSettings{}),
+		Rate: limiter.Rate{Period: time.Second, Limit: 10}, Key: KeyFromHeader("X-API-Key"), Name: policy,
+		OverLimitCache: -1}))
 	r.GET("/", func(c *gin.Context) { c.Status(http.StatusOK) })
 	req := httptest.NewRequest(http.MethodGet, "/", nil)
 	req.Header["X-Api-Key"] = []string{value}
@@ -73,6 +76,7 @@ func FuzzKeyFromHeader(f *testing.F) {
 		{"default", "", "%"},
 		{"p", "1000ms:10:x", ":"},
 		{"p\n", "\xff\x00", "\u00e9"},
+		{"", "x", "y"}, // an empty Name is sluice.DefaultName (the fuzzer's find after the v1 API)
 	} {
 		f.Add(s[0], s[1], s[2])
 	}
@@ -119,7 +123,8 @@ func checkLimitKey(t *testing.T, key, policy, value string) {
 	if err != nil {
 		t.Fatalf("key %q: user part does not decode: %v", key, err)
 	}
-	if want := rkey.Escape(policy) + ":1000ms:10:" + value; got != want {
+	// An empty Name is the default name, as the Settings' zero values are.
+	if want := rkey.Escape(cmp.Or(policy, sluice.DefaultName)) + ":1000ms:10:" + value; got != want {
 		t.Fatalf("key %q decodes to %q, want %q", key, got, want)
 	}
 }

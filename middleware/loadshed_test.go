@@ -42,7 +42,7 @@ func newSlowServer(engine *gin.Engine, mw ...gin.HandlerFunc) *slowServer {
 // each with 503, Retry-After and the JSON body; spans and metrics say why.
 func TestLoadShedderShedsExactlyTheExcessWithoutWaiting(t *testing.T) {
 	tm := newTelemetry(t)
-	s := newSlowServer(tm.engine(), LoadShedder(10, WithTelemetry(tm.tel), WithPolicyName("api")))
+	s := newSlowServer(tm.engine(), LoadShedder(LoadShedderSettings{MaxInFlight: 10, Telemetry: tm.tel, Name: "api"}))
 
 	results := make(chan *httptest.ResponseRecorder, 100)
 	var wg sync.WaitGroup
@@ -97,7 +97,7 @@ func TestLoadShedderShedsExactlyTheExcessWithoutWaiting(t *testing.T) {
 // very-low-priority slow requests at once, in any order. VeryLow may fill
 // only half the cap (its default share), so all 10 critical requests pass however the race goes.
 func TestLoadShedderKeepsCriticalTrafficFlowing(t *testing.T) {
-	s := newSlowServer(gin.New(), LoadShedder(20, WithPriority(PriorityFromHeader(""))))
+	s := newSlowServer(gin.New(), LoadShedder(LoadShedderSettings{MaxInFlight: 20, Priority: PriorityFromHeader("")}))
 	type result struct {
 		prio int
 		code int
@@ -161,7 +161,7 @@ func TestLoadShedderKeepsCriticalTrafficFlowing(t *testing.T) {
 func TestAdaptiveLoadShedderUsesTheLimitersCap(t *testing.T) {
 	al := adaptivelimiter.NewBuilder[any]().WithLimits(1, 50, 5).Build()
 	tm := newTelemetry(t)
-	s := newSlowServer(tm.engine(), LoadShedder(0, WithAdaptive(al), WithTelemetry(tm.tel)))
+	s := newSlowServer(tm.engine(), LoadShedder(LoadShedderSettings{Adaptive: al, Telemetry: tm.tel}))
 	codes := make(chan int, 20)
 	var wg sync.WaitGroup
 	for i := 0; i < 20; i++ {
@@ -195,7 +195,7 @@ func TestAdaptiveLoadShedderUsesTheLimitersCap(t *testing.T) {
 func TestLoadShedderHandlerForNetHTTP(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 2)
-	h := LoadShedderHandler(1)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := LoadShedderHandler(LoadShedderSettings{MaxInFlight: 1})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		entered <- struct{}{}
 		<-release
 	}))
@@ -221,7 +221,7 @@ func TestLoadShedderPanicsOnNoCap(t *testing.T) {
 			t.Fatal("no panic")
 		}
 	}()
-	LoadShedder(0)
+	LoadShedder(LoadShedderSettings{})
 }
 
 var _ = attribute.Key("")

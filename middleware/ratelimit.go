@@ -13,138 +13,207 @@ import (
 	"github.com/sluice-go/sluice/internal/gcra"
 	"github.com/sluice-go/sluice/internal/health"
 	"github.com/sluice-go/sluice/internal/overlimit"
+	"github.com/sluice-go/sluice/internal/redisx"
 	"github.com/sluice-go/sluice/internal/rkey"
 	"github.com/sluice-go/sluice/otelx"
+	"github.com/sluice-go/sluice/status"
 )
 
-// KeyFunc names the user a request counts against. An empty key means the
-// request is not limited by this rule (let the handler reject anonymous
-// requests, or give them a key of their own).
-type KeyFunc func(c *gin.Context) string
-
-// KeyFromHeader keys requests by a header such as an API key.
-func KeyFromHeader(name string) KeyFunc {
-	return func(c *gin.Context) string { return c.GetHeader(name) }
+// UserRateLimitSettings configures UserRateLimit and UserRateLimitHandler.
+// The zero value of each field is its documented default.
+type UserRateLimitSettings struct {
+	// Store keeps the counters: ulule/limiter's Store interface. Default: a
+	// new NewMemoryStore(MemoryStoreSettings{}) of this limiter's own.
+	// Fleets share NewGCRAStore.
+	Store limiter.Store
+	// Rate is each user's limit: Limit requests per Period. Required (both
+	// positive).
+	Rate limiter.Rate
+	// Key names the user a request counts against. Required.
+	Key KeyFunc
+	// FailureMode is what the limiter does while its store fails:
+	// sluice.FailOpen (the default) serves the request unlimited;
+	// sluice.FailClosed rejects it with 429 and a Retry-After of the health
+	// period; sluice.FallbackLocal limits each user with this process's own
+	// memory (a bounded NewMemoryStore) at the full Rate, so a user spread
+	// over N processes may get up to N times the Rate while the store is
+	// down. Each decision taken so is counted in resilience.degraded and
+	// marked on the span.
+	FailureMode sluice.FailureMode
+	// HealthPeriod is how long the limiter skips a failed store before one
+	// request probes it again. Default 1s.
+	HealthPeriod time.Duration
+	// OverLimitCache bounds the local cache of keys that are over their
+	// limit: room for n keys of any length, at most n × 128 bytes (a key
+	// longer than 64 bytes is kept as its SHA-256 digest). Default 10,000;
+	// negative disables the cache.
+	OverLimitCache int
+	// SpanErrorOn429 sets the server span's status to Error on a 429.
+	// Default false: a client over its limit is not a server error.
+	// Rejections with a 5xx always mark the span Error.
+	SpanErrorOn429 bool
+	// Name is resilience.policy.name on spans and metrics, and keys the
+	// counters, so two limiters with different names never share one.
+	// Default sluice.DefaultName.
+	Name string
+	// Telemetry records decisions. Default otelx.New(), on the global
+	// providers at construction time.
+	Telemetry *otelx.Telemetry
+	// Responder writes the rejection. Headers the limiter sets before it
+	// rejects (X-RateLimit-*) are already on the ResponseWriter. Default
+	// WriteRejection.
+	Responder Responder
+	// Status, if set, shows the limiter on that status page (its rate, its
+	// store's health and degraded decisions, rejections; never a user's
+	// key). Default nil: not shown, and no cost.
+	Status *status.Registry
 }
 
-// KeyFromContext keys requests by a string that an authentication middleware
-// stored with c.Set(name, userID).
-func KeyFromContext(name string) KeyFunc {
-	return func(c *gin.Context) string { return c.GetString(name) }
-}
-
-// KeyFromClientIP keys requests by gin's c.ClientIP(). Use it only after
-// engine.SetTrustedProxies names your proxies: by default gin trusts
-// X-Forwarded-For from every peer, so any client can claim any IP and escape
-// its limit (or spend someone else's).
-func KeyFromClientIP() KeyFunc {
-	return func(c *gin.Context) string { return c.ClientIP() }
-}
-
-// UserRateLimit limits each user, named by key, to rate on store (nil: a new
-// NewMemoryStore(0)).
+// UserRateLimit limits each user, named by Key, to Rate on Store.
 //
 // An allowed request gets X-RateLimit-Limit, X-RateLimit-Remaining and
 // X-RateLimit-Reset (Unix seconds, as ulule/limiter sends them). A request over
 // the limit gets 429 (layer user_rate_limiter, reason rate_limited) with
 // Retry-After and the same headers, and its key is remembered in a local cache
 // until it may pass again, so a flood from one user costs no store round trip
-// per request (WithOverLimitCache).
+// per request (OverLimitCache).
 //
-// Counters are keyed by the policy name (WithPolicyName), the rate and the
-// user, so several rules on one store (per second and per hour, per tier)
-// never share a counter.
+// Counters are keyed by Name, the rate and the user, so several rules on one
+// store (per second and per hour, per tier) never share a counter.
 //
-// When the store fails, the limiter takes the failure mode (WithFailureMode,
-// default FailOpen), counts it in resilience.degraded and skips the store for
-// the health period (WithHealthPeriod, default 1s) before one request probes
-// it again: a Redis outage costs at most one timeout per period, never a
-// panic. Construction does no I/O. Safe for concurrent use.
-func UserRateLimit(store limiter.Store, rate limiter.Rate, key KeyFunc, opts ...Option) gin.HandlerFunc {
-	l := newUserLimit(store, rate, key, opts)
-	return l.handle
+// When the store fails, the limiter takes its FailureMode (default
+// sluice.FailOpen), counts it in resilience.degraded and skips the store for
+// HealthPeriod before one request probes it again: a Redis outage costs at
+// most one timeout per period, never a panic. Construction does no I/O.
+// Panics on impossible settings (no Key, a Rate without a positive Limit and
+// Period, a negative HealthPeriod, an unknown FailureMode). Safe for
+// concurrent use.
+func UserRateLimit(s UserRateLimitSettings) gin.HandlerFunc {
+	l := newUserLimit(s)
+	return func(c *gin.Context) {
+		if !l.check(c.Writer, c.Request) {
+			c.Abort()
+			return
+		}
+		c.Next()
+	}
 }
+
+// UserRateLimitHandler is UserRateLimit for net/http.
+func UserRateLimitHandler(s UserRateLimitSettings) func(http.Handler) http.Handler {
+	l := newUserLimit(s)
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if l.check(w, r) {
+				next.ServeHTTP(w, r)
+			}
+		})
+	}
+}
+
+// DefaultOverLimitCache is UserRateLimitSettings.OverLimitCache's default.
+const DefaultOverLimitCache = 10_000
 
 type userLimit struct {
-	cfg     *config
-	rec     *otelx.Recorder
-	store   limiter.Store
-	decider gcra.Decider
-	rate    limiter.Rate
-	key     KeyFunc
-	prefix  string
-	limit   string
-	breaker *health.Breaker
-	cache   *overlimit.Cache
+	rejecter
+	store        limiter.Store
+	decider      gcra.Decider
+	local        gcra.Decider // FallbackLocal's store, else nil
+	failClosed   bool
+	healthPeriod time.Duration
+	rate         limiter.Rate
+	key          KeyFunc
+	prefix       string
+	limit        string
+	breaker      *health.Breaker
+	cache        *overlimit.Cache
 }
 
-func newUserLimit(store limiter.Store, rate limiter.Rate, key KeyFunc, opts []Option) *userLimit {
-	if key == nil {
-		panic("middleware: UserRateLimit: nil KeyFunc")
+func newUserLimit(s UserRateLimitSettings) *userLimit {
+	if s.Key == nil {
+		panic("middleware: UserRateLimit: nil Key")
 	}
-	if rate.Limit <= 0 || rate.Period <= 0 {
-		panic("middleware: UserRateLimit: rate needs a positive Limit and Period")
+	if s.Rate.Limit <= 0 || s.Rate.Period <= 0 {
+		panic("middleware: UserRateLimit: Rate needs a positive Limit and Period")
 	}
-	cfg := newConfig(opts)
+	if s.HealthPeriod < 0 {
+		panic("middleware: UserRateLimit: negative HealthPeriod")
+	}
+	switch s.FailureMode {
+	case sluice.FailureModeDefault, sluice.FailOpen, sluice.FailClosed, sluice.FallbackLocal:
+	default:
+		panic("middleware: UserRateLimit: unknown FailureMode " + s.FailureMode.String())
+	}
+	store := s.Store
 	if store == nil {
-		store = NewMemoryStore(0)
+		store = NewMemoryStore(MemoryStoreSettings{})
 	}
+	name := policyName(s.Name)
 	l := &userLimit{
-		cfg:     cfg,
-		rec:     cfg.tel.Recorder(sluice.LayerUserRateLimiter, cfg.policy),
-		store:   store,
-		rate:    rate,
-		key:     key,
-		prefix:  rkey.Escape(cfg.policy) + ":" + strconv.FormatInt(rate.Period.Milliseconds(), 10) + "ms:" + strconv.FormatInt(rate.Limit, 10) + ":",
-		limit:   strconv.FormatInt(rate.Limit, 10),
-		breaker: health.New(cfg.healthPeriod),
+		rejecter:     newRejecter(sluice.LayerUserRateLimiter, name, s.Telemetry, s.Responder),
+		store:        store,
+		failClosed:   s.FailureMode == sluice.FailClosed,
+		healthPeriod: orDefault(s.HealthPeriod, redisx.DefaultHealthPeriod),
+		rate:         s.Rate,
+		key:          s.Key,
+		prefix:       rkey.Escape(name) + ":" + strconv.FormatInt(s.Rate.Period.Milliseconds(), 10) + "ms:" + strconv.FormatInt(s.Rate.Limit, 10) + ":",
+		limit:        strconv.FormatInt(s.Rate.Limit, 10),
 	}
+	l.markLimitErr = s.SpanErrorOn429
+	l.breaker = health.New(l.healthPeriod)
 	l.decider, _ = store.(gcra.Decider)
-	if cfg.cacheKeys >= 0 {
-		l.cache = overlimit.New(cfg.cacheKeys)
+	if s.FailureMode == sluice.FallbackLocal {
+		l.local = gcra.NewMemoryStore(DefaultMemoryStoreKeys, nil)
 	}
+	if s.OverLimitCache >= 0 {
+		l.cache = overlimit.New(orDefault(s.OverLimitCache, DefaultOverLimitCache))
+	}
+	l.register(s.Status, name, s.FailureMode)
 	return l
 }
 
-func (l *userLimit) handle(c *gin.Context) {
-	k := l.key(c)
+// check admits the request (true) or answers it (false).
+func (l *userLimit) check(w http.ResponseWriter, r *http.Request) bool {
+	k := l.key(r)
 	if k == "" {
-		c.Next()
-		return
+		return true
 	}
 	sk := l.prefix + k
-	now := l.cfg.now()
-	ctx := c.Request.Context()
+	now := time.Now()
 	if l.cache != nil {
 		if until, ok := l.cache.Until(sk, now); ok {
-			l.setHeaders(c.Writer.Header(), 0, ceilUnix(until))
-			l.reject(c, until.Sub(now))
-			return
+			l.setHeaders(w.Header(), 0, ceilUnix(until))
+			l.limited(w, r, until.Sub(now))
+			return false
 		}
 	}
 	if !l.breaker.Allow(now) {
-		l.degraded(c, ctx)
-		return
+		return l.degraded(w, r, sk, now)
 	}
+	ctx := r.Context()
 	d, err := l.decide(ctx, sk, now)
 	if err != nil {
 		if ctx.Err() == nil { // the client leaving is not the store failing
 			l.breaker.Failure(now)
 		}
-		l.degraded(c, ctx)
-		return
+		return l.degraded(w, r, sk, now)
 	}
 	l.breaker.Success()
-	l.setHeaders(c.Writer.Header(), d.Remaining, d.Reset)
+	return l.apply(w, r, sk, d, now)
+}
+
+// apply carries out a store's decision.
+func (l *userLimit) apply(w http.ResponseWriter, r *http.Request, sk string, d gcra.Decision, now time.Time) bool {
+	l.setHeaders(w.Header(), d.Remaining, d.Reset)
 	if d.Reached {
 		if l.cache != nil {
 			l.cache.Reject(sk, now.Add(d.RetryAfter), now)
 		}
-		l.reject(c, d.RetryAfter)
-		return
+		l.limited(w, r, d.RetryAfter)
+		return false
 	}
-	l.rec.Allowed(ctx)
-	c.Next()
+	l.rec.Allowed(r.Context())
+	return true
 }
 
 // decide asks the store, preferring the precise retry-after of sluice's own
@@ -165,21 +234,26 @@ func (l *userLimit) decide(ctx context.Context, key string, now time.Time) (gcra
 	return d, nil
 }
 
-func (l *userLimit) degraded(c *gin.Context, ctx context.Context) {
+// degraded decides without the store, by the failure mode.
+func (l *userLimit) degraded(w http.ResponseWriter, r *http.Request, sk string, now time.Time) bool {
+	ctx := r.Context()
 	l.rec.Degraded(ctx)
-	if l.cfg.failureMode == FailClosed {
-		l.reject(c, l.cfg.healthPeriod)
-		return
+	switch {
+	case l.failClosed:
+		l.limited(w, r, l.healthPeriod)
+		return false
+	case l.local != nil:
+		d, _ := l.local.Decide(ctx, sk, 1, l.rate) // memory: never fails
+		return l.apply(w, r, sk, d, now)
 	}
 	l.rec.Allowed(ctx)
-	c.Next()
+	return true
 }
 
-func (l *userLimit) reject(c *gin.Context, retryAfter time.Duration) {
+func (l *userLimit) limited(w http.ResponseWriter, r *http.Request, retryAfter time.Duration) {
 	e := sluice.NewError(sluice.LayerUserRateLimiter, sluice.ReasonRateLimited, nil)
 	e.RetryAfter = retryAfter
-	l.cfg.reject(c.Writer, c.Request, l.rec, e)
-	c.Abort()
+	l.reject(w, r, e)
 }
 
 // Header keys in canonical form, set directly so that no key is re-canonicalized.

@@ -19,6 +19,8 @@ import (
 	"github.com/ulule/limiter/v3"
 	"go.opentelemetry.io/otel/codes"
 
+	"github.com/sluice-go/sluice"
+	"github.com/sluice-go/sluice/fleet"
 	"github.com/sluice-go/sluice/internal/gcra"
 	"github.com/sluice-go/sluice/internal/redistest"
 	"github.com/sluice-go/sluice/otelx"
@@ -42,8 +44,8 @@ func userReq(user string) *http.Request {
 func TestUserRateLimit429(t *testing.T) {
 	tm := newTelemetry(t)
 	r := tm.engine()
-	r.Use(UserRateLimit(nil, limiter.Rate{Period: time.Minute, Limit: 2}, KeyFromHeader("X-API-Key"),
-		WithTelemetry(tm.tel), WithPolicyName("free")))
+	r.Use(UserRateLimit(UserRateLimitSettings{Rate: limiter.Rate{Period: time.Minute, Limit: 2},
+		Key: KeyFromHeader("X-API-Key"), Telemetry: tm.tel, Name: "free"}))
 	r.GET("/", func(c *gin.Context) { c.Status(http.StatusOK) })
 	for i := 0; i < 2; i++ {
 		w := serve(r, userReq("alice"))
@@ -82,8 +84,8 @@ func TestUserRateLimit429(t *testing.T) {
 func TestUserRateLimitSpanErrorOption(t *testing.T) {
 	tm := newTelemetry(t)
 	r := tm.engine()
-	r.Use(UserRateLimit(nil, limiter.Rate{Period: time.Minute, Limit: 1}, KeyFromHeader("X-API-Key"),
-		WithTelemetry(tm.tel), WithRateLimitSpanError(true)))
+	r.Use(UserRateLimit(UserRateLimitSettings{Rate: limiter.Rate{Period: time.Minute, Limit: 1},
+		Key: KeyFromHeader("X-API-Key"), Telemetry: tm.tel, SpanErrorOn429: true}))
 	r.GET("/", func(c *gin.Context) {})
 	serve(r, userReq("a"))
 	serve(r, userReq("a"))
@@ -97,14 +99,14 @@ func TestUserRateLimitSpanErrorOption(t *testing.T) {
 // different names, and two rules of different rates, on one store.
 func TestRulesOnOneStoreNeverShareCounters(t *testing.T) {
 	for name, store := range map[string]limiter.Store{
-		"memory": NewMemoryStore(0),
-		"gcra":   NewGCRAStore(redistest.New(t).Client(), RedisStoreOptions{Prefix: "rules-" + strconv.FormatInt(time.Now().UnixNano(), 36)}),
+		"memory": NewMemoryStore(MemoryStoreSettings{}),
+		"gcra":   NewGCRAStore(redistest.New(t).Client(), RedisStoreSettings{Prefix: "rules-" + strconv.FormatInt(time.Now().UnixNano(), 36)}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			key := KeyFromHeader("X-API-Key")
-			perSecond := UserRateLimit(store, limiter.Rate{Period: time.Second, Limit: 2}, key, WithPolicyName("burst"))
-			perHour := UserRateLimit(store, limiter.Rate{Period: time.Hour, Limit: 2}, key, WithPolicyName("burst"))
-			gold := UserRateLimit(store, limiter.Rate{Period: time.Hour, Limit: 2}, key, WithPolicyName("gold"))
+			perSecond := UserRateLimit(UserRateLimitSettings{Store: store, Rate: limiter.Rate{Period: time.Second, Limit: 2}, Key: key, Name: "burst"})
+			perHour := UserRateLimit(UserRateLimitSettings{Store: store, Rate: limiter.Rate{Period: time.Hour, Limit: 2}, Key: key, Name: "burst"})
+			gold := UserRateLimit(UserRateLimitSettings{Store: store, Rate: limiter.Rate{Period: time.Hour, Limit: 2}, Key: key, Name: "gold"})
 			for _, mw := range []gin.HandlerFunc{perSecond, perHour, gold} {
 				r := limitedEngine(mw)
 				for i := 0; i < 2; i++ {
@@ -127,9 +129,9 @@ func TestRulesOnOneStoreNeverShareCounters(t *testing.T) {
 // slice's length itself refills, +1 for timestamps taken by the client).
 func TestThreeUsersGetTheirShareOnRedis(t *testing.T) {
 	srv := redistest.New(t)
-	store := NewGCRAStore(srv.Client(), RedisStoreOptions{Prefix: srv.Prefix, Timeout: time.Second})
+	store := NewGCRAStore(srv.Client(), RedisStoreSettings{Prefix: srv.Prefix, Timeout: time.Second})
 	rate := limiter.Rate{Period: time.Second, Limit: 10}
-	r := limitedEngine(UserRateLimit(store, rate, KeyFromHeader("X-API-Key")))
+	r := limitedEngine(UserRateLimit(UserRateLimitSettings{Store: store, Rate: rate, Key: KeyFromHeader("X-API-Key")}))
 
 	users := []string{"u1", "u2", "u3"}
 	admitted := make([][]time.Duration, len(users))
@@ -200,16 +202,16 @@ func (s *countingStore) Decide(ctx context.Context, key string, count int64, rat
 // at most once per health period.
 func TestRedisOutageFailsOpenAndCostsOneTimeoutPerHealthPeriod(t *testing.T) {
 	srv := redistest.Start(t)
-	client := NewRedisClient(&redis.Options{Addr: srv.Addr})
+	client := fleet.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { _ = client.Close() })
-	inner := NewGCRAStore(client, RedisStoreOptions{Prefix: srv.Prefix})
+	inner := NewGCRAStore(client, RedisStoreSettings{Prefix: srv.Prefix})
 	hook := &countingStore{Decider: inner.(gcra.Decider), Store: inner}
 	tm := newTelemetry(t)
 	const period = 200 * time.Millisecond
 	const workers = 4
-	r := limitedEngine(UserRateLimit(hook,
-		limiter.Rate{Period: time.Second, Limit: 1000}, KeyFromHeader("X-API-Key"),
-		WithTelemetry(tm.tel), WithHealthPeriod(period)))
+	r := limitedEngine(UserRateLimit(UserRateLimitSettings{Store: hook,
+		Rate: limiter.Rate{Period: time.Second, Limit: 1000}, Key: KeyFromHeader("X-API-Key"),
+		Telemetry: tm.tel, HealthPeriod: period}))
 	if w := serve(r, userReq("u")); w.Code != 200 || w.Header().Get("X-RateLimit-Limit") == "" {
 		t.Fatalf("healthy: %d %v", w.Code, w.Header())
 	}
@@ -265,11 +267,11 @@ func TestRedisOutageFailsOpenAndCostsOneTimeoutPerHealthPeriod(t *testing.T) {
 
 func TestRedisOutageFailClosed(t *testing.T) {
 	srv := redistest.Start(t)
-	client := NewRedisClient(&redis.Options{Addr: srv.Addr})
+	client := fleet.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { _ = client.Close() })
-	r := limitedEngine(UserRateLimit(NewGCRAStore(client, RedisStoreOptions{}),
-		limiter.Rate{Period: time.Second, Limit: 1000}, KeyFromHeader("X-API-Key"),
-		WithFailureMode(FailClosed), WithHealthPeriod(3*time.Second)))
+	r := limitedEngine(UserRateLimit(UserRateLimitSettings{Store: NewGCRAStore(client, RedisStoreSettings{}),
+		Rate: limiter.Rate{Period: time.Second, Limit: 1000}, Key: KeyFromHeader("X-API-Key"),
+		FailureMode: sluice.FailClosed, HealthPeriod: 3 * time.Second}))
 	srv.Kill()
 	for i := 0; i < 3; i++ {
 		w := serve(r, userReq("u"))
@@ -285,11 +287,11 @@ func TestRedisOutageFailClosed(t *testing.T) {
 // counted by the server's own INFO commandstats.
 func TestOverLimitFloodCostsRedisAlmostNothing(t *testing.T) {
 	srv := redistest.Start(t)
-	client := NewRedisClient(&redis.Options{Addr: srv.Addr, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	client := fleet.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	t.Cleanup(func() { _ = client.Close() })
 	admin := srv.Client()
-	r := limitedEngine(UserRateLimit(NewGCRAStore(client, RedisStoreOptions{Timeout: time.Second}),
-		limiter.Rate{Period: time.Minute, Limit: 5}, KeyFromHeader("X-API-Key")))
+	r := limitedEngine(UserRateLimit(UserRateLimitSettings{Store: NewGCRAStore(client, RedisStoreSettings{Timeout: time.Second}),
+		Rate: limiter.Rate{Period: time.Minute, Limit: 5}, Key: KeyFromHeader("X-API-Key")}))
 	for i := 0; i < 5; i++ {
 		if w := serve(r, userReq("abuser")); w.Code != 200 {
 			t.Fatalf("request %d: %d", i, w.Code)
@@ -353,11 +355,11 @@ func scriptCalls(info string) int {
 func TestFixedWindowRedisStoreIsLazyAndWorks(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.Kill()
-	client := NewRedisClient(&redis.Options{Addr: srv.Addr})
+	client := fleet.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { _ = client.Close() })
-	store := NewFixedWindowRedisStore(client, RedisStoreOptions{Prefix: srv.Prefix})
-	r := limitedEngine(UserRateLimit(store, limiter.Rate{Period: time.Minute, Limit: 2}, KeyFromHeader("X-API-Key"),
-		WithHealthPeriod(time.Millisecond)))
+	store := NewFixedWindowRedisStore(client, RedisStoreSettings{Prefix: srv.Prefix})
+	r := limitedEngine(UserRateLimit(UserRateLimitSettings{Store: store, Rate: limiter.Rate{Period: time.Minute, Limit: 2},
+		Key: KeyFromHeader("X-API-Key"), HealthPeriod: time.Millisecond}))
 	if w := serve(r, userReq("u")); w.Code != 200 {
 		t.Fatalf("Redis down: %d, want 200 (fail open)", w.Code)
 	}
@@ -371,21 +373,34 @@ func TestFixedWindowRedisStoreIsLazyAndWorks(t *testing.T) {
 	}
 }
 
-func TestKeyFromClientIPHonoursTrustedProxies(t *testing.T) {
-	r := gin.New()
-	if err := r.SetTrustedProxies(nil); err != nil {
-		t.Fatal(err)
-	}
-	r.Use(UserRateLimit(nil, limiter.Rate{Period: time.Minute, Limit: 1}, KeyFromClientIP()))
+// TestKeyFromRemoteAddrIgnoresForwardedFor: the key is the peer's IP;
+// a spoofed X-Forwarded-For (or X-Real-IP) neither escapes the limit nor
+// spends another's, even on a gin engine that trusts every proxy (gin's
+// default, which KeyFromRemoteAddr does not consult).
+func TestKeyFromRemoteAddrIgnoresForwardedFor(t *testing.T) {
+	r := gin.New() // trusts X-Forwarded-For from everyone: c.ClientIP() would be spoofed
+	r.Use(UserRateLimit(UserRateLimitSettings{Rate: limiter.Rate{Period: time.Minute, Limit: 1}, Key: KeyFromRemoteAddr()}))
 	r.GET("/", func(c *gin.Context) {})
 	codes := ""
 	for i := 0; i < 2; i++ {
 		req := httptest.NewRequest("GET", "/", nil)
-		req.RemoteAddr = net.JoinHostPort("192.0.2.1", "1234")
-		req.Header.Set("X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i)) // spoofed, ignored
+		req.RemoteAddr = net.JoinHostPort("192.0.2.1", strconv.Itoa(1234+i)) // a new connection, same peer
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i))
+		req.Header.Set("X-Real-IP", fmt.Sprintf("198.51.100.%d", i))
 		codes += strconv.Itoa(serve(r, req).Code)
 	}
-	if codes != "200429" {
-		t.Fatalf("codes %s: a spoofed X-Forwarded-For escaped the limit", codes)
+	other := httptest.NewRequest("GET", "/", nil)
+	other.RemoteAddr = "[2001:db8::1]:443"
+	other.Header.Set("X-Forwarded-For", "192.0.2.1") // claims the limited peer's IP
+	codes += strconv.Itoa(serve(r, other).Code)
+	if codes != "200429200" {
+		t.Fatalf("codes %s, want 200 429 200: a header moved a request to another key", codes)
+	}
+	for addr, want := range map[string]string{"192.0.2.1:80": "192.0.2.1", "[2001:db8::1]:443": "2001:db8::1", "192.0.2.7": "192.0.2.7"} {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.RemoteAddr = addr
+		if got := KeyFromRemoteAddr()(req); got != want {
+			t.Errorf("RemoteAddr %q: key %q, want %q", addr, got, want)
+		}
 	}
 }

@@ -14,36 +14,61 @@ import (
 	"github.com/sluice-go/sluice/internal/redisx"
 )
 
+// MemoryStoreSettings configures NewMemoryStore. The zero value of each
+// field is its documented default.
+type MemoryStoreSettings struct {
+	// MaxKeys is how many keys the store has room for. Default 100,000
+	// (DefaultMemoryStoreKeys).
+	MaxKeys int
+}
+
+// DefaultMemoryStoreKeys is MemoryStoreSettings.MaxKeys' default.
+const DefaultMemoryStoreKeys = 100_000
+
 // NewMemoryStore returns the default store of UserRateLimit: a smooth GCRA
-// limiter.Store (the same algorithm as NewGCRAStore) in process memory that
-// tracks at most maxKeys keys (0: 100,000). A key whose burst is full again
-// is forgotten for free; past the bound an arbitrary key is forgotten and
-// starts again with a full burst, so an abuser inventing keys cannot exhaust
-// memory. It starts no goroutine. Safe for concurrent use.
+// limiter.Store (the same algorithm as NewGCRAStore) in process memory,
+// bounded in bytes with room for MaxKeys keys of any length.
+// A key longer than 64 bytes is kept as its SHA-256 digest (two keys share a
+// state only if their digests collide), so no key costs more than 128 bytes
+// of accounted memory and the store never holds more than MaxKeys × 128
+// bytes (about 12 MiB at the default), however long the keys an abuser
+// invents. A key whose burst is full again is let go for free (lazily, and by
+// a sweep each part of the store runs every so many new keys); past the bound
+// an arbitrary key is forgotten and starts again with a full burst. It starts
+// no goroutine. Safe for concurrent use.
 //
 // Its Peek reports Reached when a request now would be denied, and a denied
-// Get consumes nothing (unlike ulule's fixed-window stores).
-func NewMemoryStore(maxKeys int) limiter.Store { return gcra.NewMemoryStore(maxKeys, nil) }
+// Get consumes nothing (unlike ulule's fixed-window stores). Panics on a
+// negative MaxKeys.
+func NewMemoryStore(s MemoryStoreSettings) limiter.Store {
+	if s.MaxKeys < 0 {
+		panic("middleware: NewMemoryStore: negative MaxKeys")
+	}
+	return gcra.NewMemoryStore(orDefault(s.MaxKeys, DefaultMemoryStoreKeys), nil)
+}
 
-// RedisStoreOptions configures the Redis-backed stores.
-type RedisStoreOptions struct {
+// RedisStoreSettings configures the Redis-backed stores. The zero value of
+// each field is its documented default.
+type RedisStoreSettings struct {
 	// Prefix namespaces the keys; default "user_rate". GCRA keys are
 	// sluice:{<prefix>:<key>}:gcra, the prefix and key escaped so that braces,
 	// colons or newlines in a key can never reach another key, and the hash
 	// tag covers the whole name so that Redis Cluster works.
 	Prefix string
-	// Timeout bounds each call; default 50ms. It takes effect only on a
-	// client with ContextTimeoutEnabled (NewRedisClient sets it).
+	// Timeout bounds each call; default 50ms. The store's client must
+	// honour context deadlines: a go-redis client built without
+	// ContextTimeoutEnabled (fleet.NewClient sets it) is refused with a
+	// panic, since go-redis would wait its ReadTimeout, seconds by default,
+	// on a stalled Redis.
 	Timeout time.Duration
 }
 
-func (o RedisStoreOptions) withDefaults() RedisStoreOptions {
-	if o.Prefix == "" {
-		o.Prefix = "user_rate"
+func (o RedisStoreSettings) withDefaults(constructor string) RedisStoreSettings {
+	if o.Timeout < 0 {
+		panic("middleware: " + constructor + ": negative Timeout")
 	}
-	if o.Timeout <= 0 {
-		o.Timeout = redisx.DefaultTimeout
-	}
+	o.Prefix = orDefault(o.Prefix, "user_rate")
+	o.Timeout = orDefault(o.Timeout, redisx.DefaultTimeout)
 	return o
 }
 
@@ -52,9 +77,17 @@ func (o RedisStoreOptions) withDefaults() RedisStoreOptions {
 // one round trip. A rate of L per P admits one request every P/L with a burst
 // of L, so unlike a fixed window it never admits 2L at a window's edge.
 // Construction does no I/O. Give it a dedicated client with tight timeouts
-// (NewRedisClient). Safe for concurrent use.
-func NewGCRAStore(client redis.Scripter, opts RedisStoreOptions) limiter.Store {
-	o := opts.withDefaults()
+// (fleet.NewClient). Safe for concurrent use. Panics if client is nil or
+// ignores context deadlines (see RedisStoreSettings.Timeout), or on a
+// negative Timeout.
+func NewGCRAStore(client redis.Scripter, s RedisStoreSettings) limiter.Store {
+	if client == nil {
+		panic("middleware: NewGCRAStore: nil Redis client")
+	}
+	if err := redisx.CheckDeadlines(client); err != nil {
+		panic("middleware: NewGCRAStore: " + err.Error())
+	}
+	o := s.withDefaults("NewGCRAStore")
 	return gcra.NewRedisStore(client, o.Prefix, o.Timeout)
 }
 
@@ -62,41 +95,21 @@ func NewGCRAStore(client redis.Scripter, opts RedisStoreOptions) limiter.Store {
 // window per key), created lazily on first use because ulule's constructor
 // loads its scripts and fails when Redis is down. Its keys are
 // <prefix>:<key>, unescaped, as ulule writes them. Safe for concurrent use.
-func NewFixedWindowRedisStore(client redis.UniversalClient, opts RedisStoreOptions) limiter.Store {
+// Panics if client is nil or ignores context deadlines (see
+// RedisStoreSettings.Timeout), or on a negative Timeout.
+func NewFixedWindowRedisStore(client redis.UniversalClient, s RedisStoreSettings) limiter.Store {
 	if client == nil {
 		panic("middleware: NewFixedWindowRedisStore: nil Redis client")
 	}
-	return &lazyStore{client: client, opts: opts.withDefaults()}
-}
-
-// NewRedisClient returns a client for a rate-limit store: a copy of opt with
-// tight defaults where opt leaves zero — 50ms dial, read and write timeouts,
-// no command retries (MaxRetries -1), ContextTimeoutEnabled — so a stalled
-// Redis costs tens of milliseconds, not seconds. Share it with nothing slow.
-func NewRedisClient(opt *redis.Options) *redis.Client {
-	o := *opt
-	if o.DialTimeout == 0 {
-		o.DialTimeout = redisx.DialTimeout
+	if err := redisx.CheckDeadlines(client); err != nil {
+		panic("middleware: NewFixedWindowRedisStore: " + err.Error())
 	}
-	if o.ReadTimeout == 0 {
-		o.ReadTimeout = redisx.ReadTimeout
-	}
-	if o.WriteTimeout == 0 {
-		o.WriteTimeout = redisx.WriteTimeout
-	}
-	if o.PoolTimeout == 0 {
-		o.PoolTimeout = 50 * time.Millisecond
-	}
-	if o.MaxRetries == 0 {
-		o.MaxRetries = -1
-	}
-	o.ContextTimeoutEnabled = true
-	return redis.NewClient(&o)
+	return &lazyStore{client: client, opts: s.withDefaults("NewFixedWindowRedisStore")}
 }
 
 type lazyStore struct {
 	client redis.UniversalClient
-	opts   RedisStoreOptions
+	opts   RedisStoreSettings
 	store  atomic.Pointer[limiter.Store] // set once built; read without a lock
 	mu     sync.Mutex                    // held only while building
 }

@@ -21,22 +21,29 @@ import (
 type inboundCase struct {
 	layer  sluice.Layer
 	reason sluice.Reason
-	mw     func(opt Option) gin.HandlerFunc
+	mw     func(tel *otelx.Telemetry) gin.HandlerFunc
 	status int
 	span   codes.Code
 }
 
 var inboundCases = []inboundCase{
 	{sluice.LayerLoadShedder, sluice.ReasonOverloaded,
-		func(opt Option) gin.HandlerFunc { return LoadShedder(1, opt) }, 503, codes.Error},
+		func(tel *otelx.Telemetry) gin.HandlerFunc {
+			return LoadShedder(LoadShedderSettings{MaxInFlight: 1, Telemetry: tel})
+		}, 503, codes.Error},
 	{sluice.LayerUserRateLimiter, sluice.ReasonRateLimited,
-		func(opt Option) gin.HandlerFunc {
-			return UserRateLimit(nil, limiter.Rate{Period: time.Hour, Limit: 1}, KeyFromHeader("X-API-Key"), opt)
+		func(tel *otelx.Telemetry) gin.HandlerFunc {
+			return UserRateLimit(UserRateLimitSettings{Rate: limiter.Rate{Period: time.Hour, Limit: 1},
+				Key: KeyFromHeader("X-API-Key"), Telemetry: tel})
 		}, 429, codes.Unset},
 	{sluice.LayerAdmissionQueue, sluice.ReasonQueueFull,
-		func(opt Option) gin.HandlerFunc { return AdmissionQueue(1, 0, time.Minute, opt) }, 503, codes.Error},
+		func(tel *otelx.Telemetry) gin.HandlerFunc {
+			return AdmissionQueue(AdmissionQueueSettings{MaxActive: 1, Timeout: time.Minute, Telemetry: tel})
+		}, 503, codes.Error},
 	{sluice.LayerAdmissionQueue, sluice.ReasonQueueTimeout,
-		func(opt Option) gin.HandlerFunc { return AdmissionQueue(1, 1, 50*time.Millisecond, opt) }, 503, codes.Error},
+		func(tel *otelx.Telemetry) gin.HandlerFunc {
+			return AdmissionQueue(AdmissionQueueSettings{MaxActive: 1, MaxWaiting: 1, Timeout: 50 * time.Millisecond, Telemetry: tel})
+		}, 503, codes.Error},
 }
 
 // TestInboundVerdict asserts, for every inbound layer and reason, the exact
@@ -49,7 +56,7 @@ func TestInboundVerdict(t *testing.T) {
 			r := tm.engine()
 			held := make(chan struct{})
 			release := make(chan struct{})
-			r.Use(c.mw(WithTelemetry(tm.tel)))
+			r.Use(c.mw(tm.tel))
 			r.GET("/x", func(g *gin.Context) {
 				if g.Query("hold") != "" {
 					close(held)
@@ -89,7 +96,7 @@ func TestInboundVerdict(t *testing.T) {
 				otelx.AttrLayer:      string(c.layer),
 				otelx.AttrOutcome:    string(otelx.OutcomeOf(c.reason)),
 				otelx.AttrErrorType:  string(c.reason),
-				otelx.AttrPolicyName: DefaultPolicyName,
+				otelx.AttrPolicyName: sluice.DefaultName,
 			}
 			for k, v := range want {
 				if got[k] != v {
@@ -106,7 +113,7 @@ func TestInboundVerdict(t *testing.T) {
 			}
 			if n := tm.sum(t, otelx.MetricRequests, otelx.AttrLayer.String(string(c.layer)),
 				otelx.AttrErrorType.String(string(c.reason)), otelx.AttrOutcome.String(string(otelx.OutcomeOf(c.reason))),
-				otelx.AttrPolicyName.String(DefaultPolicyName)); n != 1 {
+				otelx.AttrPolicyName.String(sluice.DefaultName)); n != 1 {
 				t.Errorf("%s{%s,%s} = %d, want 1", otelx.MetricRequests, c.layer, c.reason, n)
 			}
 		})

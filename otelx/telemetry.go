@@ -3,6 +3,7 @@ package otelx
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -127,7 +128,26 @@ func (t *Telemetry) Recorder(layer sluice.Layer, policy string) *Recorder {
 		r.rejected[reason] = newRejectAttrs(base, reason, OutcomeOf(reason))
 	}
 	r.canceled = newRejectAttrs(base, "canceled", OutcomeCanceled)
+	r.zero()
 	return r
+}
+
+// zero makes the layer's counters exist, at zero, from the moment the layer
+// is built: a dashboard or an alert on a rate of rejections sees a series
+// before the first rejection (Prometheus' advice for counters with known
+// labels), instead of "no data" that looks like a broken scrape.
+func (r *Recorder) zero() {
+	ctx := context.Background()
+	r.t.requests.Add(ctx, 0, r.allowed...)
+	for _, a := range r.rejected {
+		r.t.requests.Add(ctx, 0, a.metric...)
+	}
+	switch r.layer {
+	case sluice.LayerUserRateLimiter, sluice.LayerGlobalRateLimiter, sluice.LayerCircuitBreaker:
+		r.t.degraded.Add(ctx, 0, r.baseAdd...)
+	case sluice.LayerRetry:
+		r.t.retryAttempts.Add(ctx, 0, r.baseAdd...)
+	}
 }
 
 type rejectAttrs struct {
@@ -153,6 +173,8 @@ type Recorder struct {
 	allowed    []metric.AddOption
 	rejected   map[sluice.Reason]rejectAttrs
 	canceled   rejectAttrs
+	// degradations counts Degraded calls, for the status page.
+	degradations atomic.Int64
 }
 
 // Layer returns the recorder's layer.
@@ -279,12 +301,23 @@ func (r *Recorder) QueuedAdd(ctx context.Context, n int64) {
 	r.t.queued.Add(ctx, n, r.baseAdd...)
 }
 
+// Degradations returns how many times Degraded was called on r (0 for a nil
+// r): the layer's resilience.degraded count since it was built, read by the
+// status page.
+func (r *Recorder) Degradations() int64 {
+	if r == nil {
+		return 0
+	}
+	return r.degradations.Load()
+}
+
 // Degraded counts a fallback of a Redis-backed layer and marks the span in
 // ctx with resilience.degraded=true.
 func (r *Recorder) Degraded(ctx context.Context) {
 	if r == nil {
 		return
 	}
+	r.degradations.Add(1)
 	r.t.degraded.Add(ctx, 1, r.baseAdd...)
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.SetAttributes(AttrDegraded.Bool(true), AttrLayer.String(string(r.layer)))

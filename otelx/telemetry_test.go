@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/goleak"
@@ -166,5 +167,37 @@ func TestSetVerdict(t *testing.T) {
 	}
 	if n := sum(t, reader, MetricRequests); n != 0 {
 		t.Fatalf("SetVerdict counted %d requests", n)
+	}
+}
+
+// TestCountersExistFromStart: a layer's counters are exported, at zero, as
+// soon as it is built, so dashboards and alerts see a series before the first
+// event (issue 12).
+func TestCountersExistFromStart(t *testing.T) {
+	tel, _, reader := setup(t)
+	tel.Recorder(sluice.LayerGlobalRateLimiter, "vendor")
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if d, ok := m.Data.(metricdata.Sum[int64]); ok {
+				for _, dp := range d.DataPoints {
+					if dp.Value != 0 {
+						t.Errorf("%s = %d before any event", m.Name, dp.Value)
+					}
+					seen[m.Name]++
+				}
+			}
+		}
+	}
+	// allowed + one series per reason the layer can emit.
+	if want := 1 + len(sluice.LayerGlobalRateLimiter.Reasons()); seen[MetricRequests] != want {
+		t.Errorf("%s: %d series at start, want %d", MetricRequests, seen[MetricRequests], want)
+	}
+	if seen[MetricDegraded] != 1 {
+		t.Errorf("%s: %d series at start, want 1", MetricDegraded, seen[MetricDegraded])
 	}
 }

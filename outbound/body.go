@@ -1,63 +1,24 @@
 package outbound
 
 import (
-	"io"
 	"net/http"
-	"sync/atomic"
+
+	"github.com/sluice-go/sluice/internal/bodyhook"
 )
 
-// releaser is what a layer does once a response is finished with: release a
-// permit, cancel a context, end a span.
-type releaser interface{ release() }
-
-// releaseBody wraps a response body and calls r.release exactly once: when the
-// body is read to EOF or closed, whichever comes first. This is how a layer
-// keeps a permit or a context for the whole life of a streamed response
-// rather than until its headers arrive.
-type releaseBody struct {
-	rc   io.ReadCloser
-	r    releaser
-	done atomic.Bool
-}
-
-func (b *releaseBody) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	if err == io.EOF {
-		b.fire()
-	}
-	return n, err
-}
-
-func (b *releaseBody) Close() error {
-	err := b.rc.Close()
-	b.fire()
-	return err
-}
-
-func (b *releaseBody) fire() {
-	if b.done.CompareAndSwap(false, true) {
-		b.r.release()
-	}
-}
-
-// releaseRWBody keeps the io.Writer of a 101 Switching Protocols body, which
-// net/http requires for protocol upgrades.
-type releaseRWBody struct{ releaseBody }
-
-func (b *releaseRWBody) Write(p []byte) (int, error) { return b.rc.(io.Writer).Write(p) }
-
-// releaseOnClose arranges for r.release to run once resp's body is done with.
-// A response without a body (nil or http.NoBody) releases at once.
-func releaseOnClose(resp *http.Response, r releaser) {
+// releaseOnClose arranges for r.BodyDone to run exactly once when resp's body
+// is finished with: read to EOF or to an error, or closed, whichever comes
+// first (bodyhook.Wrap, which is safe for a Close racing a Read and keeps the
+// io.Writer of a 101 body). This is how a layer keeps a permit or a context
+// for the whole life of a streamed response rather than until its headers
+// arrive: r releases a permit, cancels a context or ends a span. A response
+// without a body (nil or http.NoBody) releases at once.
+func releaseOnClose(resp *http.Response, r bodyhook.Hook) {
 	if resp.Body == nil || resp.Body == http.NoBody {
-		r.release()
+		r.BodyDone()
 		return
 	}
-	if _, ok := resp.Body.(io.Writer); ok {
-		resp.Body = &releaseRWBody{releaseBody{rc: resp.Body, r: r}}
-		return
-	}
-	resp.Body = &releaseBody{rc: resp.Body, r: r}
+	resp.Body = bodyhook.Wrap(resp.Body, r)
 }
 
 // closeRequestBody closes req's body, as a RoundTripper must even when it

@@ -41,7 +41,11 @@ type BreakerSettings struct {
 	// IsFailure says whether an attempt's outcome is a vendor failure. Nil
 	// means IsVendorFailure. Outcomes that are neither failures nor our own
 	// rejections (below) count as successes.
-	IsFailure func(*http.Response, error) bool
+	IsFailure func(resp *http.Response, err error) bool
+	// Shared shares this breaker's open state across every process using
+	// the same Redis and name (see SharedBreakerSettings). Default nil: the
+	// breaker is local to this process.
+	Shared *SharedBreakerSettings
 }
 
 // IsVendorFailure is the breaker's default failure predicate: 5xx and 429
@@ -61,8 +65,19 @@ func IsVendorFailure(resp *http.Response, err error) bool {
 // WithCircuitBreaker adds a failsafe-go circuit breaker that counts vendor
 // failures only. While it is open, calls fail at once with
 // circuit_breaker/circuit_open, whose RetryAfter is the time left until it
-// half-opens. Panics if FailureRatio is outside (0, 1].
+// half-opens. With Shared set, the breaker's state is also shared across a
+// fleet of processes (see SharedBreakerSettings). Panics if FailureRatio is
+// outside (0, 1], a duration is negative, or Shared is set with a nil Client,
+// a Client that ignores context deadlines or a negative setting.
 func WithCircuitBreaker(s BreakerSettings) Option {
+	if s.Window < 0 || s.OpenDelay < 0 || s.MaxRetryAfterDelay < 0 {
+		panic("outbound: WithCircuitBreaker: negative setting")
+	}
+	if s.Shared != nil {
+		sh := *s.Shared // the caller's struct may change after this call
+		sh.check()
+		s.Shared = &sh
+	}
 	if s.FailureRatio == 0 {
 		s.FailureRatio = 0.5
 	}
@@ -72,10 +87,10 @@ func WithCircuitBreaker(s BreakerSettings) Option {
 	if s.MinThroughput == 0 {
 		s.MinThroughput = 10
 	}
-	if s.Window <= 0 {
+	if s.Window == 0 {
 		s.Window = 10 * time.Second
 	}
-	if s.OpenDelay <= 0 {
+	if s.OpenDelay == 0 {
 		s.OpenDelay = 5 * time.Second
 	}
 	if s.HalfOpenProbes == 0 {
@@ -102,8 +117,8 @@ func (l breakerLayer) wrap(next http.RoundTripper, e *env) http.RoundTripper {
 		}).
 		Build()
 	rec.CircuitState(context.Background(), otelx.CircuitClosed) // the gauge starts known
-	if e.shared != nil {
-		b.fleet = newFleet(e.shared, e, b)
+	if l.Shared != nil {
+		b.fleet = newFleet(l.Shared, e, b)
 	}
 	return b
 }
@@ -120,7 +135,7 @@ type breakerRoundTripper struct {
 	// holdUntil (unix nanoseconds) keeps the breaker shut past failsafe-go's
 	// open delay when the vendor's Retry-After asks for longer.
 	holdUntil atomic.Int64
-	// fleet, with WithSharedCircuitBreaker, is the state shared through Redis.
+	// fleet, with BreakerSettings.Shared, is the state shared through Redis.
 	fleet *fleet
 }
 

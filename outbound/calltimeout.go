@@ -48,6 +48,10 @@ func (a *attemptTimer) release() {
 	a.cancel(nil)
 }
 
+// BodyDone releases the attempt once its response body is finished with
+// (bodyhook.Hook).
+func (a *attemptTimer) BodyDone() { a.release() }
+
 func (c *callTimeoutRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	parent := req.Context()
 	ctx, cancel := context.WithCancelCause(parent)

@@ -9,32 +9,66 @@ import (
 
 	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/otelx"
+	"github.com/sluice-go/sluice/status"
 )
 
-// NewClient returns an *http.Client whose Transport is the outbound chain
-// built by NewRoundTripper (a *RoundTripper). The client has no Timeout of its
-// own: bound a call with its request's context deadline, which every layer
-// honours. A chain with WithGlobalRateLimit or WithSharedCircuitBreaker holds
-// goroutines: release them with c.Transport.(*RoundTripper).Close(), or build
-// the chain with NewRoundTripper and keep it.
+// NewClient returns a *Client whose Transport is the outbound chain built by
+// NewRoundTripper (a *RoundTripper). The client has no Timeout of its own:
+// bound a call with its request's context deadline, which every layer
+// honours. Call Close when done with it: a chain with WithGlobalRateLimit or
+// a shared breaker (BreakerSettings.Shared) runs goroutines until then.
+//
+// The client follows no redirect: a 3xx response is returned to the caller
+// as it came, Location header and body included (close it like any other).
+// A vendor API does not redirect its calls; one that does is misconfigured
+// or hostile, and following it would replay the request's body, its
+// Idempotency-Key and every credential header other than Authorization to
+// wherever the vendor points (net/http strips only Authorization, Cookie and
+// WWW-Authenticate, and only when the domain changes), while a redirect loop
+// would cost ten requests and end in an error that reads like an unreachable
+// vendor. The retry layer does not retry a 3xx, and the breaker counts it as
+// a success. To follow redirects, set the returned client's CheckRedirect,
+// knowingly. An http.Client you build yourself around NewRoundTripper has
+// net/http's default (up to 10 redirects); give it
+//
+//	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+//
+// for the same behaviour.
 //
 // NewClient panics, with a message starting "outbound: ", on impossible
 // settings (see each option). It is safe for concurrent use.
-func NewClient(opts ...Option) *http.Client {
-	return &http.Client{Transport: NewRoundTripper(opts...)}
+func NewClient(opts ...Option) *Client {
+	rt := NewRoundTripper(opts...)
+	return &Client{Client: http.Client{Transport: rt, CheckRedirect: noRedirects}, chain: rt}
 }
+
+// Client is an http.Client over the outbound chain, built by NewClient. Use
+// it as an http.Client (Do, Get, Post, CloseIdleConnections); Close releases
+// the chain. It is safe for concurrent use.
+type Client struct {
+	http.Client
+	chain *RoundTripper
+}
+
+// Close closes the chain NewClient built (RoundTripper.Close), even if
+// Transport has been replaced since: it stops the Redis-backed layers'
+// background work and closes idle connections. It is idempotent.
+func (c *Client) Close() error { return c.chain.Close() }
+
+// noRedirects is NewClient's redirect policy: return the 3xx to the caller.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // NewRoundTripper returns the outbound chain as an http.RoundTripper, in the
 // canonical order whatever the order of opts:
 //
-//	pipeline span → retry → circuit breaker → global rate limiter →
+//	pipeline span → policies → retry → circuit breaker → global rate limiter →
 //	local rate limiter → bulkhead → call timeout → attempt span → transport
 //
 // Layers whose option is absent are left out; the spans and the transport are
 // always there. See the package documentation for why this order. Call Close
 // when done with it.
 func NewRoundTripper(opts ...Option) *RoundTripper {
-	c := config{name: "default"}
+	c := config{name: sluice.DefaultName}
 	for _, o := range opts {
 		if o == nil {
 			panic("outbound: nil Option")
@@ -47,11 +81,8 @@ func NewRoundTripper(opts ...Option) *RoundTripper {
 	if c.tel == nil {
 		c.tel = otelx.New()
 	}
-	if c.shared != nil && c.slots[slotCircuitBreaker] == nil {
-		panic("outbound: WithSharedCircuitBreaker needs WithCircuitBreaker (the local breaker it shares)")
-	}
 	out := &RoundTripper{transport: c.transport}
-	e := &env{tel: c.tel, name: c.name, shared: c.shared, closers: &out.closers}
+	e := &env{tel: c.tel, name: c.name, closers: &out.closers}
 
 	var rt http.RoundTripper = attemptRoundTripper{next: c.transport,
 		rec: c.tel.Recorder(sluice.LayerTransport, c.name)}
@@ -66,6 +97,9 @@ func NewRoundTripper(opts ...Option) *RoundTripper {
 		}
 	}
 	out.rt = &pipelineRoundTripper{next: rt, tracer: c.tel.Tracer(), policy: otelx.AttrPolicyName.String(c.name)}
+	if c.status != nil {
+		registerStatus(c.status, out, &c)
+	}
 	return out
 }
 
@@ -119,10 +153,11 @@ type Option func(*config)
 type slot int
 
 const (
-	slotRetry slot = iota
+	// slotPolicies is WithPolicies': failsafe-go policies that wrap the
+	// whole chain, so every execution they start passes every layer.
+	slotPolicies slot = iota
+	slotRetry
 	slotCircuitBreaker
-	// slotGlobalRateLimiter is WithGlobalRateLimit's. WithSharedCircuitBreaker
-	// fills no slot: it extends the breaker of slotCircuitBreaker.
 	slotGlobalRateLimiter
 	slotLocalRateLimiter
 	slotBulkhead
@@ -139,7 +174,6 @@ type layer interface {
 type env struct {
 	tel     *otelx.Telemetry
 	name    string
-	shared  *SharedBreakerSettings
 	closers *[]func() error
 }
 
@@ -152,7 +186,7 @@ type config struct {
 	name            string
 	attemptSpanOpts []otelhttp.Option
 	slots           [numSlots]layer
-	shared          *SharedBreakerSettings
+	status          *status.Registry
 }
 
 // setSlot fills s, refusing to fill it twice: two options for one layer are
@@ -174,7 +208,7 @@ func WithTelemetry(t *otelx.Telemetry) Option { return func(c *config) { c.tel =
 
 // WithName sets the policy name recorded as resilience.policy.name on every
 // span and metric of this chain, typically the vendor's name. Default
-// "default".
+// sluice.DefaultName ("default").
 func WithName(name string) Option { return func(c *config) { c.name = name } }
 
 // WithAttemptSpanOptions passes options to the otelhttp.NewTransport that
@@ -187,47 +221,71 @@ func WithAttemptSpanOptions(opts ...otelhttp.Option) Option {
 	return func(c *config) { c.attemptSpanOpts = append(c.attemptSpanOpts, opts...) }
 }
 
+// BulkheadSettings configures WithBulkhead.
+type BulkheadSettings struct {
+	// MaxConcurrent caps the calls that hold a connection to the vendor at
+	// once. Required: at least 1 (it is the one number that must fit the
+	// vendor's contract, so it has no default).
+	MaxConcurrent int
+	// MaxWait is how long a call waits for a permit, never past its
+	// context's deadline; when the wait runs out the call fails with
+	// bulkhead/queue_timeout. Default 0: no waiting, a full bulkhead fails
+	// the call at once with bulkhead/bulkhead_full. Waiters are served
+	// highest priority first (failsafe-go's priority.FromContext, which
+	// middleware.AdmissionQueueSettings.Priority sets on the inbound side;
+	// none is priority.Medium), first come first served within a priority.
+	MaxWait time.Duration
+	// Adaptive makes the cap follow the vendor's capacity, with
+	// MaxConcurrent as its ceiling: it starts at MaxConcurrent, shrinks to
+	// the concurrency at which the vendor's latency (to the response
+	// headers) was its least when the latency rises more than 20% above that
+	// baseline, shrinks by a quarter when the vendor answers 429 or 503 or a
+	// call times out, and otherwise grows by a quarter (at least one) per
+	// window of calls that used it at the baseline latency, never below 1. A window is at least one baseline latency and
+	// max(4, cap) calls. The transport's socket cap still holds. Default
+	// false: the cap is MaxConcurrent.
+	Adaptive bool
+}
+
 // WithBulkhead caps the calls that hold a connection to the vendor at
-// maxConcurrent. A call waits at most maxWait for a permit, and never past its
-// context's deadline: when the wait runs out the call fails with
-// bulkhead/queue_timeout; with maxWait zero a full bulkhead fails it at once
-// with bulkhead/bulkhead_full. The permit is held until the response body is
-// closed or read to EOF, so a streamed response counts for its whole life.
-// Panics if maxConcurrent < 1 or maxWait < 0.
-func WithBulkhead(maxConcurrent int, maxWait time.Duration) Option {
-	if maxConcurrent < 1 {
-		panic("outbound: WithBulkhead: maxConcurrent must be at least 1")
+// MaxConcurrent. The permit is held until the response body is closed or
+// read to its end (EOF or an error), so a streamed response counts for its
+// whole life. Panics if MaxConcurrent < 1 or MaxWait < 0.
+func WithBulkhead(s BulkheadSettings) Option {
+	if s.MaxConcurrent < 1 {
+		panic("outbound: WithBulkhead: MaxConcurrent must be at least 1")
 	}
-	if maxWait < 0 {
-		panic("outbound: WithBulkhead: negative maxWait")
+	if s.MaxWait < 0 {
+		panic("outbound: WithBulkhead: negative MaxWait")
 	}
 	return func(c *config) {
-		c.setSlot(slotBulkhead, bulkheadLayer{max: maxConcurrent, maxWait: maxWait}, "WithBulkhead")
+		c.setSlot(slotBulkhead, bulkheadLayer{max: s.MaxConcurrent, maxWait: s.MaxWait, adaptive: s.Adaptive}, "WithBulkhead")
 	}
+}
+
+// AttemptTimeoutSettings configures WithAttemptTimeout.
+type AttemptTimeoutSettings struct {
+	// Timeout bounds each attempt. Required: positive.
+	Timeout time.Duration
+	// Streaming makes Timeout bound the attempt only until the response
+	// headers arrive; after that the body may outlive it, and the
+	// transport's read-idle timeout (TransportSettings.ReadIdleTimeout)
+	// guards the stream. Default false: Timeout bounds the attempt until its
+	// response body is closed or read to its end.
+	Streaming bool
 }
 
 // WithAttemptTimeout bounds each attempt, from the moment it passes the
-// bulkhead until its response body is closed or read to EOF. When it fires the
-// attempt's request is canceled, which closes its socket, and the attempt
-// fails with call_timeout/call_timeout (which the retry layer may retry).
-// Panics if d <= 0. See WithStreamingAttemptTimeout for streamed responses.
-func WithAttemptTimeout(d time.Duration) Option {
-	if d <= 0 {
-		panic("outbound: WithAttemptTimeout: duration must be positive")
+// bulkhead until its response body is closed or read to its end (EOF or an
+// error), or with Streaming until its response headers arrive. When it
+// fires the attempt's request is canceled, which closes its socket, and the
+// attempt fails with call_timeout/call_timeout (which the retry layer may
+// retry). Panics if Timeout <= 0.
+func WithAttemptTimeout(s AttemptTimeoutSettings) Option {
+	if s.Timeout <= 0 {
+		panic("outbound: WithAttemptTimeout: Timeout must be positive")
 	}
 	return func(c *config) {
-		c.setSlot(slotCallTimeout, callTimeoutLayer{d: d}, "WithAttemptTimeout")
-	}
-}
-
-// WithStreamingAttemptTimeout is WithAttemptTimeout for streams: d bounds the
-// attempt only until the response headers arrive. After that the body may
-// outlive d, and the transport's read-idle timeout guards the stream.
-func WithStreamingAttemptTimeout(d time.Duration) Option {
-	if d <= 0 {
-		panic("outbound: WithStreamingAttemptTimeout: duration must be positive")
-	}
-	return func(c *config) {
-		c.setSlot(slotCallTimeout, callTimeoutLayer{d: d, stream: true}, "WithAttemptTimeout")
+		c.setSlot(slotCallTimeout, callTimeoutLayer{d: s.Timeout, stream: s.Streaming}, "WithAttemptTimeout")
 	}
 }

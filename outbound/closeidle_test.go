@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluice-go/sluice/internal/redistest"
 )
 
 // closeIdleRecorder is a transport that counts CloseIdleConnections calls.
@@ -24,8 +26,8 @@ func (c *closeIdleRecorder) CloseIdleConnections() { c.n.Add(1) }
 func TestClientCloseIdleConnectionsReachesTransport(t *testing.T) {
 	rec := &closeIdleRecorder{RoundTripper: transport(t)}
 	c := NewClient(WithTransport(rec), WithRetry(RetrySettings{}), WithCircuitBreaker(BreakerSettings{}),
-		WithRateLimit(RateLimitSettings{Requests: 100, Period: time.Second, Bursty: true}),
-		WithBulkhead(1, 0), WithAttemptTimeout(time.Second))
+		WithLocalRateLimit(LocalRateLimitSettings{Requests: 100, Period: time.Second, Bursty: true}),
+		WithBulkhead(BulkheadSettings{MaxConcurrent: 1}), WithAttemptTimeout(AttemptTimeoutSettings{Timeout: time.Second}))
 	c.CloseIdleConnections()
 	if got := rec.n.Load(); got != 1 {
 		t.Fatalf("transport saw %d CloseIdleConnections calls, want 1", got)
@@ -33,7 +35,7 @@ func TestClientCloseIdleConnectionsReachesTransport(t *testing.T) {
 
 	// And with the real transport: the idle socket is given back.
 	srv := vendor(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
-	tr := NewTransport()
+	tr := NewTransport(TransportSettings{})
 	c = NewClient(WithTransport(tr))
 	resp, err := c.Get(srv.URL)
 	if err != nil {
@@ -48,4 +50,30 @@ func TestClientCloseIdleConnectionsReachesTransport(t *testing.T) {
 func readClose(resp *http.Response) {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
+}
+
+// TestClientCloseClosesChain: Client.Close closes the chain NewClient built,
+// with no type assertion and even after the caller replaced Transport: the
+// idle sockets close, and the Redis-backed layers' goroutines stop (goleak
+// in TestMain fails the package otherwise: nothing else closes this chain).
+func TestClientCloseClosesChain(t *testing.T) {
+	srv := redistest.New(t)
+	v := vendor(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	tr := NewTransport(TransportSettings{})
+	c := NewClient(WithTransport(tr),
+		WithCircuitBreaker(BreakerSettings{Shared: &SharedBreakerSettings{Client: srv.Client(), Name: srv.Prefix}}),
+		WithGlobalRateLimit(GlobalRateLimitSettings{Client: srv.Client(), Name: srv.Prefix, Requests: 100, Period: time.Second}))
+	resp, err := c.Get(v.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readClose(resp)
+	c.Transport = http.DefaultTransport
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	waitNoOpenConns(t, tr, false)
+	if err := c.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/outbound"
+	"github.com/sluice-go/sluice/status"
 )
 
 // A client with every layer, in the canonical order whatever the order of
@@ -23,17 +24,17 @@ func ExampleNewClient() {
 
 	client := outbound.NewClient(
 		outbound.WithName("vendor"),
-		outbound.WithTransport(outbound.NewTransport(
-			outbound.WithMaxConns(16),                    // hard cap on sockets
-			outbound.WithReadIdleTimeout(30*time.Second), // guards streams
-		)),
+		outbound.WithTransport(outbound.NewTransport(outbound.TransportSettings{
+			MaxConns:        16,               // hard cap on sockets
+			ReadIdleTimeout: 30 * time.Second, // guards streams
+		})),
 		outbound.WithRetry(outbound.RetrySettings{MaxAttempts: 3}),
 		outbound.WithCircuitBreaker(outbound.BreakerSettings{}),
-		outbound.WithRateLimit(outbound.RateLimitSettings{Requests: 50, Period: time.Second, MaxWait: time.Second}),
-		outbound.WithBulkhead(8, 500*time.Millisecond),
-		outbound.WithAttemptTimeout(10*time.Second),
+		outbound.WithLocalRateLimit(outbound.LocalRateLimitSettings{Requests: 50, Period: time.Second, MaxWait: time.Second}),
+		outbound.WithBulkhead(outbound.BulkheadSettings{MaxConcurrent: 8, MaxWait: 500 * time.Millisecond}),
+		outbound.WithAttemptTimeout(outbound.AttemptTimeoutSettings{Timeout: 10 * time.Second}),
 	)
-	defer client.CloseIdleConnections()
+	defer client.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -64,9 +65,9 @@ func ExampleWithBulkhead() {
 
 	client := outbound.NewClient(
 		outbound.WithRetry(outbound.RetrySettings{}),
-		outbound.WithBulkhead(1, 0), // one call at a time, no waiting
+		outbound.WithBulkhead(outbound.BulkheadSettings{MaxConcurrent: 1}), // one call at a time, no waiting
 	)
-	defer client.CloseIdleConnections()
+	defer client.Close()
 
 	first, err := client.Get(vendor.URL) // holds the permit until its body is closed
 	if err != nil {
@@ -81,4 +82,55 @@ func ExampleWithBulkhead() {
 	// Output:
 	// true true
 	// true 503
+}
+
+// The transport is configured like every layer: one settings struct, whose
+// zero fields take their documented defaults. It goes to WithTransport.
+func ExampleNewTransport() {
+	vendor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "ok")
+	}))
+	defer vendor.Close()
+
+	tr := outbound.NewTransport(outbound.TransportSettings{
+		MaxConns:        4,                // at most 4 sockets, dialing, open or closing
+		ReadIdleTimeout: 20 * time.Second, // the longest gap between two chunks of a stream
+	})
+	client := outbound.NewClient(outbound.WithTransport(tr))
+	defer client.Close()
+
+	resp, err := client.Get(vendor.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(string(body), tr.OpenConns())
+	// Output: ok 1
+}
+
+// WithStatus shows the chain on a status page (see package status): here,
+// its breaker after the vendor failed twice.
+func ExampleWithStatus() {
+	vendor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	defer vendor.Close()
+
+	reg := status.NewRegistry()
+	client := outbound.NewClient(outbound.WithName("vendor"), outbound.WithStatus(reg),
+		outbound.WithCircuitBreaker(outbound.BreakerSettings{MinThroughput: 2}))
+	defer client.Close()
+	for range 3 {
+		if resp, err := client.Get(vendor.URL); err == nil {
+			resp.Body.Close()
+		}
+	}
+	for _, l := range reg.Snapshot(context.Background()).Layers {
+		if l.Breaker != nil {
+			fmt.Println(l.Layer, l.Policy, l.Breaker.State)
+		}
+	}
+	// Output: circuit_breaker vendor open
 }

@@ -57,8 +57,9 @@ const faultTimeout = 300 * time.Millisecond
 
 // faultVendor is what a row's vendor hands the call.
 type faultVendor struct {
-	url  string
-	opts []TransportOption
+	url string
+	// dial, if set, is the transport's DialContext.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// afterHeaders, if set, runs once the response headers have arrived.
 	afterHeaders func()
 }
@@ -139,7 +140,7 @@ func wantRetryFailure(t *testing.T, err error, reason sluice.Reason, attempts in
 // wantStatus checks that err wraps the vendor's status.
 func wantStatus(t *testing.T, err error, code int) {
 	t.Helper()
-	var se *StatusError
+	var se *sluice.StatusError
 	if !errors.As(err, &se) || se.StatusCode != code {
 		t.Fatalf("%v does not wrap the vendor's %d", err, code)
 	}
@@ -209,14 +210,13 @@ func TestVendorFaultMatrix(t *testing.T) {
 		}},
 		{name: "connect stalled", vendor: func(t *testing.T) faultVendor {
 			var d net.Dialer
-			return faultVendor{url: "http://blackhole.test/", opts: []TransportOption{WithDialContext(
-				func(ctx context.Context, network, addr string) (net.Conn, error) {
-					if strings.HasPrefix(addr, "blackhole.test:") {
-						<-ctx.Done() // a SYN into the void
-						return nil, ctx.Err()
-					}
-					return d.DialContext(ctx, network, addr)
-				})}}
+			return faultVendor{url: "http://blackhole.test/", dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if strings.HasPrefix(addr, "blackhole.test:") {
+					<-ctx.Done() // a SYN into the void
+					return nil, ctx.Err()
+				}
+				return d.DialContext(ctx, network, addr)
+			}}
 		}, check: func(t *testing.T, err error, _ time.Duration) {
 			wantRetryFailure(t, err, sluice.ReasonRetriesExhausted, 3, sluice.ErrConnectTimeout)
 		}},
@@ -224,16 +224,15 @@ func TestVendorFaultMatrix(t *testing.T) {
 			// .invalid never resolves (RFC 2606); the dial hook says so
 			// without asking a resolver, so no packet leaves the machine.
 			var d net.Dialer
-			return faultVendor{url: "http://vendor.invalid/", opts: []TransportOption{WithDialContext(
-				func(ctx context.Context, network, addr string) (net.Conn, error) {
-					host, _, _ := net.SplitHostPort(addr)
-					if strings.HasSuffix(host, ".invalid") {
-						dials.Add(1)
-						return nil, &net.OpError{Op: "dial", Net: network,
-							Err: &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}}
-					}
-					return d.DialContext(ctx, network, addr)
-				})}}
+			return faultVendor{url: "http://vendor.invalid/", dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				host, _, _ := net.SplitHostPort(addr)
+				if strings.HasSuffix(host, ".invalid") {
+					dials.Add(1)
+					return nil, &net.OpError{Op: "dial", Net: network,
+						Err: &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}}
+				}
+				return d.DialContext(ctx, network, addr)
+			}}
 		}, check: func(t *testing.T, err error, _ time.Duration) {
 			var de *net.DNSError
 			if !errors.As(err, &de) || !de.IsNotFound {
@@ -363,18 +362,17 @@ func TestVendorFaultMatrix(t *testing.T) {
 		t.Run(row.name, func(t *testing.T) {
 			v := row.vendor(t)
 			tel := newTelemetry(t)
-			tr := NewTransport(append([]TransportOption{
-				WithConnectTimeout(faultTimeout), WithTLSHandshakeTimeout(faultTimeout),
-				WithResponseHeaderTimeout(faultTimeout), WithReadIdleTimeout(faultTimeout),
-				WithWriteTimeout(faultTimeout), WithPoolTimeout(faultTimeout),
-			}, v.opts...)...)
+			ts := TransportSettings{ConnectTimeout: faultTimeout, TLSHandshakeTimeout: faultTimeout,
+				ResponseHeaderTimeout: faultTimeout, ReadIdleTimeout: faultTimeout,
+				WriteTimeout: faultTimeout, PoolTimeout: faultTimeout, DialContext: v.dial}
+			tr := NewTransport(ts)
 			c := NewClient(WithTransport(tr), WithTelemetry(tel.tel), WithName("faults"),
 				WithRetry(RetrySettings{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond,
 					MaxDelay: 50 * time.Millisecond, MaxRetryAfter: 5 * time.Second}),
 				WithCircuitBreaker(BreakerSettings{}),
-				WithRateLimit(RateLimitSettings{Requests: 1000, Period: time.Second, Bursty: true}),
-				WithBulkhead(1, 0),
-				WithAttemptTimeout(3*time.Second))
+				WithLocalRateLimit(LocalRateLimitSettings{Requests: 1000, Period: time.Second, Bursty: true}),
+				WithBulkhead(BulkheadSettings{MaxConcurrent: 1}),
+				WithAttemptTimeout(AttemptTimeoutSettings{Timeout: 3 * time.Second}))
 			deadline := row.deadline
 			if deadline == 0 {
 				deadline = 8 * time.Second
@@ -413,7 +411,7 @@ func TestVendorFaultMatrix(t *testing.T) {
 
 // faultCall makes the row's call and returns its error: from Do, or for a
 // fault in the body, from reading it.
-func faultCall(t *testing.T, ctx context.Context, c *http.Client, v faultVendor, inBody bool) error {
+func faultCall(t *testing.T, ctx context.Context, c *Client, v faultVendor, inBody bool) error {
 	t.Helper()
 	resp, err := c.Do(faultRequest(t, ctx, v.url))
 	if !inBody {
@@ -455,7 +453,7 @@ func faultRequest(t *testing.T, ctx context.Context, url string) *http.Request {
 
 // waitClientConnsClosed closes the client's idle connections and polls until
 // the transport holds no socket slot.
-func waitClientConnsClosed(t *testing.T, c *http.Client, tr *Transport) {
+func waitClientConnsClosed(t *testing.T, c *Client, tr *Transport) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

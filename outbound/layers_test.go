@@ -45,14 +45,14 @@ func TestOverloadNotRetried(t *testing.T) {
 		reason sluice.Reason
 		opt    Option
 		// hold makes the layer reject the next call; it returns a cleanup.
-		hold func(t *testing.T, c *http.Client, url string) func()
+		hold func(t *testing.T, c *Client, url string) func()
 	}{
-		{"bulkhead_full", sluice.LayerBulkhead, sluice.ReasonBulkheadFull, WithBulkhead(1, 0), holdStream},
-		{"bulkhead queue_timeout", sluice.LayerBulkhead, sluice.ReasonQueueTimeout, WithBulkhead(1, 20*time.Millisecond), holdStream},
+		{"bulkhead_full", sluice.LayerBulkhead, sluice.ReasonBulkheadFull, WithBulkhead(BulkheadSettings{MaxConcurrent: 1}), holdStream},
+		{"bulkhead queue_timeout", sluice.LayerBulkhead, sluice.ReasonQueueTimeout, WithBulkhead(BulkheadSettings{MaxConcurrent: 1, MaxWait: 20 * time.Millisecond}), holdStream},
 		{"rate_limited", sluice.LayerLocalRateLimiter, sluice.ReasonRateLimited,
-			WithRateLimit(RateLimitSettings{Requests: 1, Period: time.Hour, Bursty: true}), holdOne},
+			WithLocalRateLimit(LocalRateLimitSettings{Requests: 1, Period: time.Hour, Bursty: true}), holdOne},
 		{"rate limiter queue_timeout", sluice.LayerLocalRateLimiter, sluice.ReasonQueueTimeout,
-			WithRateLimit(RateLimitSettings{Requests: 1, Period: time.Hour, MaxWait: 20 * time.Millisecond}), holdOne},
+			WithLocalRateLimit(LocalRateLimitSettings{Requests: 1, Period: time.Hour, MaxWait: 20 * time.Millisecond}), holdOne},
 		{"circuit_open", sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen,
 			WithCircuitBreaker(BreakerSettings{FailureRatio: 1, MinThroughput: 1, OpenDelay: time.Hour}), holdFail},
 	}
@@ -83,7 +83,7 @@ func TestOverloadNotRetried(t *testing.T) {
 
 // holdStream takes the only bulkhead permit with a response whose body stays
 // open.
-func holdStream(t *testing.T, c *http.Client, url string) func() {
+func holdStream(t *testing.T, c *Client, url string) func() {
 	resp, err := c.Get(url + "/stream")
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func holdStream(t *testing.T, c *http.Client, url string) func() {
 }
 
 // holdOne spends the rate limiter's permit.
-func holdOne(t *testing.T, c *http.Client, url string) func() {
+func holdOne(t *testing.T, c *Client, url string) func() {
 	resp, err := c.Get(url + "/one")
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func holdOne(t *testing.T, c *http.Client, url string) func() {
 
 // holdFail opens the breaker with vendor failures (the retry layer's retries
 // of which are refused by the opening breaker).
-func holdFail(t *testing.T, c *http.Client, url string) func() {
+func holdFail(t *testing.T, c *Client, url string) func() {
 	_, err := c.Get(url + "/bad")
 	if !errors.Is(err, sluice.ErrCircuitOpen) {
 		t.Fatalf("opening call: %v", err)
@@ -116,7 +116,7 @@ func holdFail(t *testing.T, c *http.Client, url string) func() {
 func TestBulkheadHoldsPermitUntilBodyClosed(t *testing.T) {
 	release := make(chan struct{})
 	url := streamVendor(t, release)
-	client := NewClient(WithTransport(transport(t)), WithBulkhead(1, 0))
+	client := NewClient(WithTransport(transport(t)), WithBulkhead(BulkheadSettings{MaxConcurrent: 1}))
 	resp, err := client.Get(url + "/stream")
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +154,7 @@ func TestAttemptTimeout(t *testing.T) {
 		}
 	})
 	const d = 100 * time.Millisecond
-	client := NewClient(WithTransport(transport(t)), WithAttemptTimeout(d))
+	client := NewClient(WithTransport(transport(t)), WithAttemptTimeout(AttemptTimeoutSettings{Timeout: d}))
 	_, err := client.Get(srv.URL + "/hang")
 	wantReason(t, err, sluice.LayerCallTimeout, sluice.ReasonCallTimeout)
 	select {
@@ -172,7 +172,7 @@ func TestAttemptTimeout(t *testing.T) {
 	}
 	_ = resp.Body.Close()
 
-	stream := NewClient(WithTransport(transport(t)), WithStreamingAttemptTimeout(d))
+	stream := NewClient(WithTransport(transport(t)), WithAttemptTimeout(AttemptTimeoutSettings{Timeout: d, Streaming: true}))
 	resp, err = stream.Get(srv.URL + "/slowbody")
 	if err != nil {
 		t.Fatal(err)

@@ -99,7 +99,7 @@ func TestRetryCounter(t *testing.T) {
 func TestBulkheadGauges(t *testing.T) {
 	tm := newTelemetry(t)
 	url := verdictVendor(t)
-	c := chain(t, tm, WithBulkhead(1, 10*time.Minute))
+	c := chain(t, tm, WithBulkhead(BulkheadSettings{MaxConcurrent: 1, MaxWait: 10 * time.Minute}))
 	active := func() int64 {
 		return tm.sum(t, otelx.MetricActive, string(otelx.AttrLayer), string(sluice.LayerBulkhead), string(otelx.AttrPolicyName), policy)
 	}

@@ -20,7 +20,7 @@ type openTransport struct {
 
 type openRelease struct{ o *openTransport }
 
-func (r openRelease) release() { r.o.open.Add(-1) }
+func (r openRelease) BodyDone() { r.o.open.Add(-1) }
 
 func (o *openTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	o.open.Add(1)
@@ -40,12 +40,12 @@ func TestBackoffHoldsNothing(t *testing.T) {
 	orders := map[string]func(ot http.RoundTripper, tel *otelx.Telemetry) []Option{
 		"canonical": func(ot http.RoundTripper, tel *otelx.Telemetry) []Option {
 			return []Option{WithTelemetry(tel), WithRetry(RetrySettings{BaseDelay: time.Millisecond}),
-				WithCircuitBreaker(BreakerSettings{}), WithRateLimit(RateLimitSettings{Requests: 1000, Period: time.Second, Bursty: true}),
-				WithBulkhead(1, 0), WithAttemptTimeout(10 * time.Second), WithTransport(ot)}
+				WithCircuitBreaker(BreakerSettings{}), WithLocalRateLimit(LocalRateLimitSettings{Requests: 1000, Period: time.Second, Bursty: true}),
+				WithBulkhead(BulkheadSettings{MaxConcurrent: 1}), WithAttemptTimeout(AttemptTimeoutSettings{Timeout: 10 * time.Second}), WithTransport(ot)}
 		},
 		"reversed": func(ot http.RoundTripper, tel *otelx.Telemetry) []Option {
-			return []Option{WithTransport(ot), WithAttemptTimeout(10 * time.Second), WithBulkhead(1, 0),
-				WithRateLimit(RateLimitSettings{Requests: 1000, Period: time.Second, Bursty: true}),
+			return []Option{WithTransport(ot), WithAttemptTimeout(AttemptTimeoutSettings{Timeout: 10 * time.Second}), WithBulkhead(BulkheadSettings{MaxConcurrent: 1}),
+				WithLocalRateLimit(LocalRateLimitSettings{Requests: 1000, Period: time.Second, Bursty: true}),
 				WithCircuitBreaker(BreakerSettings{}), WithRetry(RetrySettings{BaseDelay: time.Millisecond}), WithTelemetry(tel)}
 		},
 	}
@@ -66,7 +66,7 @@ func TestBackoffHoldsNothing(t *testing.T) {
 			})
 			ot := &openTransport{next: transport(t)}
 			var tm *telemetry
-			var client *http.Client
+			var client *Client
 			var checked atomic.Int64
 			tm = newTelemetry(t, onStart{name: otelx.SpanBackoff, fn: func() {
 				checked.Add(1)

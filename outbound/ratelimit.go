@@ -11,10 +11,10 @@ import (
 	"github.com/sluice-go/sluice/otelx"
 )
 
-// RateLimitSettings configures the local (per-process) rate limiter of
-// WithRateLimit. Each attempt, retries included, takes one permit.
-type RateLimitSettings struct {
-	// Requests per Period is the rate. Both are required.
+// LocalRateLimitSettings configures the local (per-process) rate limiter of
+// WithLocalRateLimit. Each attempt, retries included, takes one permit.
+type LocalRateLimitSettings struct {
+	// Requests per Period is the rate. Both are required (positive).
 	Requests uint
 	Period   time.Duration
 	// Bursty lets all Requests of a Period go at once, then none until the
@@ -28,26 +28,27 @@ type RateLimitSettings struct {
 	MaxWait time.Duration
 }
 
-// WithRateLimit adds the local rate limiter, a failsafe-go RateLimiter.
+// WithLocalRateLimit adds the local rate limiter (layer local_rate_limiter),
+// a failsafe-go RateLimiter.
 // Panics on impossible settings: zero Requests or Period, negative MaxWait, or
 // a smooth rate whose interval Period/Requests rounds to zero (which would
 // make failsafe-go divide by zero).
-func WithRateLimit(s RateLimitSettings) Option {
+func WithLocalRateLimit(s LocalRateLimitSettings) Option {
 	if s.Requests == 0 || s.Period <= 0 {
-		panic("outbound: WithRateLimit: Requests and Period must be positive")
+		panic("outbound: WithLocalRateLimit: Requests and Period must be positive")
 	}
 	if s.MaxWait < 0 {
-		panic("outbound: WithRateLimit: negative MaxWait")
+		panic("outbound: WithLocalRateLimit: negative MaxWait")
 	}
 	if !s.Bursty && s.Period/time.Duration(s.Requests) <= 0 {
-		panic("outbound: WithRateLimit: smooth interval Period/Requests rounds to zero; use a longer Period or Bursty")
+		panic("outbound: WithLocalRateLimit: smooth interval Period/Requests rounds to zero; use a longer Period or Bursty")
 	}
-	return func(c *config) { c.setSlot(slotLocalRateLimiter, rateLimitLayer(s), "WithRateLimit") }
+	return func(c *config) { c.setSlot(slotLocalRateLimiter, localRateLimitLayer(s), "WithLocalRateLimit") }
 }
 
-type rateLimitLayer RateLimitSettings
+type localRateLimitLayer LocalRateLimitSettings
 
-func (l rateLimitLayer) wrap(next http.RoundTripper, e *env) http.RoundTripper {
+func (l localRateLimitLayer) wrap(next http.RoundTripper, e *env) http.RoundTripper {
 	var rl ratelimiter.RateLimiter[*http.Response]
 	if l.Bursty {
 		rl = ratelimiter.NewBursty[*http.Response](l.Requests, l.Period)

@@ -39,9 +39,13 @@ type RetrySettings struct {
 	MaxRetryAfter time.Duration
 	// ShouldRetry says whether an attempt's outcome is worth another attempt.
 	// Nil means DefaultShouldRetry. Whatever it says, overload signals are
-	// never retried, requests that are not replay-safe are never retried,
-	// and "x-should-retry: false" from the vendor is obeyed.
-	ShouldRetry func(*http.Response, error) bool
+	// never retried and requests that are not replay-safe are never retried.
+	// The vendor's x-should-retry header overrides it for one response:
+	// "x-should-retry: false" stops the retry of any response, and
+	// "x-should-retry: true" makes an error response (status 400 or above)
+	// retryable; on a 1xx, 2xx or 3xx response "true" is ignored, since a
+	// success or a redirect is the answer.
+	ShouldRetry func(resp *http.Response, err error) bool
 	// Budget caps concurrent retries (waiting for their backoff or in
 	// flight) at a share of the calls in flight in this layer. Nil means a
 	// failsafe-go budget with BudgetRatio and BudgetMin; pass your own
@@ -122,7 +126,8 @@ type budgetPermits interface {
 // global rate limiter's rate_limited and vendor_cooldown when they carry a
 // RetryAfter (waited like a vendor's Retry-After: only when it fits in
 // MaxRetryAfter and the deadline), and responses 408, 429, 500, 502, 503 and
-// 504.
+// 504. A vendor whose headers exceed the transport's cap
+// (response_header_too_large) is not retried: it would only do it again.
 func DefaultShouldRetry(resp *http.Response, err error) bool {
 	if err != nil {
 		if e := sluice.ErrorOf(err); e != nil {
@@ -130,7 +135,7 @@ func DefaultShouldRetry(resp *http.Response, err error) bool {
 				// Never sent: worth another attempt once its turn comes.
 				return (e.Reason == sluice.ReasonRateLimited || e.Reason == sluice.ReasonVendorCooldown) && e.RetryAfter > 0
 			}
-			return e.Layer == sluice.LayerTransport || e.Layer == sluice.LayerCallTimeout
+			return (e.Layer == sluice.LayerTransport && e.Timeout()) || e.Layer == sluice.LayerCallTimeout
 		}
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return false
@@ -147,15 +152,6 @@ func DefaultShouldRetry(resp *http.Response, err error) bool {
 	}
 	return false
 }
-
-// StatusError is the cause wrapped by the retry layer's error when the last
-// attempt got a response worth retrying: the vendor's status.
-type StatusError struct {
-	StatusCode int
-	Status     string
-}
-
-func (e *StatusError) Error() string { return "vendor answered " + e.Status }
 
 type retryLayer struct {
 	s      RetrySettings
@@ -213,7 +209,9 @@ func (r *retryRoundTripper) RoundTrip(req *http.Request) (*http.Response, error)
 		}
 		cause := err
 		if resp != nil {
-			cause = &StatusError{StatusCode: resp.StatusCode, Status: resp.Status}
+			// The vendor's status, with its Retry-After (capped at
+			// sluice.MaxRetryAfter), for sluice.ProblemOf.
+			cause = sluice.VendorError(resp)
 		}
 		// This attempt's answer is not the caller's: whatever happens next
 		// (giving up, or waiting to retry), its body, its attempt span (ended
@@ -269,6 +267,9 @@ func (r *retryRoundTripper) decide(resp *http.Response, err error) (retry bool, 
 	if present && !force {
 		return false, 0
 	}
+	// The vendor's "x-should-retry: true" speaks for failed attempts only:
+	// a success or a redirect is the answer, whatever headers come with it.
+	force = force && resp.StatusCode >= http.StatusBadRequest
 	if !force && !r.s.ShouldRetry(resp, nil) {
 		return false, 0
 	}

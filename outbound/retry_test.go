@@ -88,7 +88,7 @@ func TestRetryAfterForms(t *testing.T) {
 				t.Fatalf("the call waited for the deadline: %v", err)
 			}
 			e := wantReason(t, err, sluice.LayerRetry, sluice.ReasonDeadlineExceeded)
-			var se *StatusError
+			var se *sluice.StatusError
 			if !errors.As(err, &se) || se.StatusCode != http.StatusTooManyRequests || e.Attempts != 1 || e.RetryAfter < time.Second {
 				t.Fatalf("err = %v; want it to wrap the 429 after 1 attempt with its Retry-After", err)
 			}
@@ -148,7 +148,7 @@ func TestRetriesExhausted(t *testing.T) {
 	client := NewClient(WithTransport(transport(t)), WithRetry(RetrySettings{MaxAttempts: 4, BaseDelay: time.Millisecond}))
 	_, err := client.Get(srv.URL)
 	e := wantReason(t, err, sluice.LayerRetry, sluice.ReasonRetriesExhausted)
-	var se *StatusError
+	var se *sluice.StatusError
 	if e.Attempts != 4 || seen.get("") != 4 || !errors.As(err, &se) || se.StatusCode != 502 {
 		t.Fatalf("err = %v after %d vendor attempts; want 4 attempts wrapping the 502", err, seen.get(""))
 	}
@@ -189,7 +189,7 @@ func TestIdempotency(t *testing.T) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	})
-	post := func(client *http.Client, path, key string) *http.Response {
+	post := func(client *Client, path, key string) *http.Response {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, bytes.NewBufferString(payload))
 		if key != "" {
@@ -248,21 +248,82 @@ func TestCallerCancellationIsTheContextError(t *testing.T) {
 }
 
 // TestOptionsRefuseImpossibleSettings: programmer errors panic at
-// construction with the package's prefix.
+// construction with the package's prefix and the option's name.
 func TestOptionsRefuseImpossibleSettings(t *testing.T) {
-	for name, f := range map[string]func(){
-		"smooth interval rounds to zero": func() { WithRateLimit(RateLimitSettings{Requests: 2, Period: time.Nanosecond}) },
-		"zero rate":                      func() { WithRateLimit(RateLimitSettings{Period: time.Second}) },
-		"bulkhead of zero":               func() { WithBulkhead(0, 0) },
-		"zero attempt timeout":           func() { WithAttemptTimeout(0) },
-		"negative retry":                 func() { WithRetry(RetrySettings{MaxAttempts: -1}) },
-		"budget ratio above 1":           func() { WithRetry(RetrySettings{BudgetRatio: 2}) },
-		"failure ratio above 1":          func() { WithCircuitBreaker(BreakerSettings{FailureRatio: 1.5}) },
-		"same layer twice":               func() { NewClient(WithBulkhead(1, 0), WithBulkhead(2, 0)) },
-		"nil option":                     func() { NewClient(nil) },
+	for name, tc := range map[string]struct {
+		prefix string
+		f      func()
+	}{
+		"smooth interval rounds to zero": {"WithLocalRateLimit", func() {
+			WithLocalRateLimit(LocalRateLimitSettings{Requests: 2, Period: time.Nanosecond})
+		}},
+		"zero rate":        {"WithLocalRateLimit", func() { WithLocalRateLimit(LocalRateLimitSettings{Period: time.Second}) }},
+		"negative wait":    {"WithLocalRateLimit", func() { WithLocalRateLimit(LocalRateLimitSettings{Requests: 1, Period: time.Second, MaxWait: -1}) }},
+		"bulkhead of zero": {"WithBulkhead", func() { WithBulkhead(BulkheadSettings{}) }},
+		"bulkhead negative wait": {"WithBulkhead", func() {
+			WithBulkhead(BulkheadSettings{MaxConcurrent: 1, MaxWait: -time.Second})
+		}},
+		"zero attempt timeout":     {"WithAttemptTimeout", func() { WithAttemptTimeout(AttemptTimeoutSettings{Streaming: true}) }},
+		"negative attempt timeout": {"WithAttemptTimeout", func() { WithAttemptTimeout(AttemptTimeoutSettings{Timeout: -1}) }},
+		"negative retry":           {"WithRetry", func() { WithRetry(RetrySettings{MaxAttempts: -1}) }},
+		"budget ratio above 1":     {"WithRetry", func() { WithRetry(RetrySettings{BudgetRatio: 2}) }},
+		"failure ratio above 1":    {"WithCircuitBreaker", func() { WithCircuitBreaker(BreakerSettings{FailureRatio: 1.5}) }},
+		"negative breaker window":  {"WithCircuitBreaker", func() { WithCircuitBreaker(BreakerSettings{Window: -time.Second}) }},
+		"negative open delay":      {"WithCircuitBreaker", func() { WithCircuitBreaker(BreakerSettings{OpenDelay: -time.Second}) }},
+		"unsupported failure mode": {"WithGlobalRateLimit", func() {
+			WithGlobalRateLimit(GlobalRateLimitSettings{Requests: 1, Period: time.Second, FailureMode: sluice.FailureMode(99)})
+		}},
+		"same layer twice": {"WithBulkhead", func() {
+			NewClient(WithBulkhead(BulkheadSettings{MaxConcurrent: 1}), WithBulkhead(BulkheadSettings{MaxConcurrent: 2}))
+		}},
+		"nil option": {"nil Option", func() { NewClient(nil) }},
 	} {
-		t.Run(name, func(t *testing.T) { mustPanic(t, f) })
+		t.Run(name, func(t *testing.T) {
+			want := "outbound: " + tc.prefix
+			if msg := panicText(tc.f); !strings.HasPrefix(msg, want) {
+				t.Fatalf("panic %q; want one starting with %q", msg, want)
+			}
+		})
 	}
 	// A smooth rate that does not round to zero is fine.
-	_ = WithRateLimit(RateLimitSettings{Requests: 1000, Period: time.Second})
+	_ = WithLocalRateLimit(LocalRateLimitSettings{Requests: 1000, Period: time.Second})
+}
+
+// TestRetryWrapsVendorStatusWithRetryAfter: a vendor status that outlives the
+// retries comes back as a *sluice.StatusError in the retry layer's error,
+// carrying the vendor's Retry-After capped at sluice.MaxRetryAfter, so that
+// sluice.ProblemOf can announce it.
+func TestRetryWrapsVendorStatusWithRetryAfter(t *testing.T) {
+	for name, tc := range map[string]struct {
+		status     int
+		retryAfter string
+		want       time.Duration
+	}{
+		"429 within the cap": {http.StatusTooManyRequests, "30", 30 * time.Second},
+		"503 over the cap":   {http.StatusServiceUnavailable, "7200", sluice.MaxRetryAfter},
+		"502 without":        {http.StatusBadGateway, "", 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := vendor(t, func(w http.ResponseWriter, r *http.Request) {
+				if tc.retryAfter != "" {
+					w.Header().Set("Retry-After", tc.retryAfter)
+				}
+				w.WriteHeader(tc.status)
+			})
+			// A Retry-After over MaxRetryAfter fails at once; a 502 is retried
+			// once without waiting long.
+			client := NewClient(WithTransport(transport(t)),
+				WithRetry(RetrySettings{MaxAttempts: 2, BaseDelay: time.Millisecond, MaxRetryAfter: time.Second}))
+			_, err := client.Get(srv.URL)
+			wantReason(t, err, sluice.LayerRetry, sluice.ReasonRetriesExhausted)
+			var se *sluice.StatusError
+			if !errors.As(err, &se) || se.StatusCode != tc.status || se.RetryAfter != tc.want {
+				t.Fatalf("err = %v; want it to wrap a *sluice.StatusError %d with RetryAfter %s, got %+v",
+					err, tc.status, tc.want, se)
+			}
+			if p := sluice.ProblemOf(err); tc.want > 0 && p.RetryAfter != tc.want {
+				t.Fatalf("ProblemOf(err).RetryAfter = %s; want %s", p.RetryAfter, tc.want)
+			}
+		})
+	}
 }

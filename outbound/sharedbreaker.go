@@ -13,8 +13,26 @@ import (
 	"github.com/sluice-go/sluice/otelx"
 )
 
-// SharedBreakerSettings configures WithSharedCircuitBreaker. Client is
-// required; every other field has a documented zero-value default.
+// SharedBreakerSettings, set as BreakerSettings.Shared, shares the breaker of
+// WithCircuitBreaker across every process using the same Client and Name.
+// Each process keeps its local breaker; when it opens, the process reports it
+// to Redis, and the fleet opens once Quorum processes reported within Window
+// (or at once on a vendor 503 with Retry-After). Every process honours the
+// fleet's open state through a locally cached flag, kept current by pub/sub
+// and a periodic refresh: no Redis call on the hot path. While open, calls
+// fail with circuit_breaker/circuit_open; when it half-opens, exactly one
+// probe runs in the whole fleet, whose outcome closes or re-opens it
+// everywhere.
+//
+// Without Redis, each process keeps the last known fleet state (an open
+// state still ends on time) and its local breaker, which alone decides once
+// that open state has ended; failed publications and probe leases count as
+// resilience.degraded. Construction does no I/O. Release the subscriber with
+// Client.Close or RoundTripper.Close.
+//
+// Client is required; every other field has a documented zero-value default.
+// WithCircuitBreaker panics if Client is nil or ignores context deadlines
+// (see GlobalRateLimitSettings.Client) or a setting is negative.
 type SharedBreakerSettings struct {
 	// Client is a dedicated Redis client (standalone, Cluster or Ring). It
 	// is not closed by RoundTripper.Close.
@@ -26,7 +44,8 @@ type SharedBreakerSettings struct {
 	// open within Window to open the fleet, so one sick pod cannot. Default
 	// 2; 1 lets any process open the fleet.
 	Quorum int
-	// Window: default 10s.
+	// Window is how recent the reports counted toward Quorum must be.
+	// Default 10s.
 	Window time.Duration
 	// OpenFor is how long a quorum, or a failed fleet probe, opens the
 	// fleet. Default 30s.
@@ -42,42 +61,25 @@ type SharedBreakerSettings struct {
 	// Refresh is how often the state is re-read from Redis, the safety net
 	// for a lost pub/sub message. Default 1s.
 	Refresh time.Duration
-	// RedisTimeout bounds every Redis call. Default 50ms.
+	// RedisTimeout bounds every Redis call, whatever Client's own timeouts.
+	// Default 50ms.
 	RedisTimeout time.Duration
 	// HealthPeriod is how long a failed Redis call keeps the breaker off
 	// Redis before one call probes it again. Default 1s.
 	HealthPeriod time.Duration
 }
 
-// WithSharedCircuitBreaker shares the breaker of WithCircuitBreaker, which it
-// requires, across every process using the same Client and Name. Each process
-// keeps its local breaker; when it opens, the process reports it to Redis,
-// and the fleet opens once Quorum processes reported within Window (or at
-// once on a vendor 503 with Retry-After). Every process honours the fleet's
-// open state through a locally cached flag, kept current by pub/sub and a
-// periodic refresh: no Redis call on the hot path. While open, calls fail
-// with circuit_breaker/circuit_open; when it half-opens, exactly one probe
-// runs in the whole fleet, whose outcome closes or re-opens it everywhere.
-//
-// Without Redis, each process keeps the last known fleet state (an open state
-// still ends on time) and its local breaker, which alone decides once that
-// open state has ended; failed publications and probe leases count as
-// resilience.degraded. Construction does no I/O. Release the subscriber with
-// RoundTripper.Close. Panics if Client is nil or a setting is negative, and
-// NewClient panics when WithCircuitBreaker is absent.
-func WithSharedCircuitBreaker(s SharedBreakerSettings) Option {
+// check panics on impossible settings, for WithCircuitBreaker.
+func (s *SharedBreakerSettings) check() {
 	if s.Client == nil {
-		panic("outbound: WithSharedCircuitBreaker: nil Client (a breaker without Redis is WithCircuitBreaker alone)")
+		panic("outbound: WithCircuitBreaker: Shared: nil Client (a local breaker needs no Shared)")
 	}
 	if s.Quorum < 0 || s.Window < 0 || s.OpenFor < 0 || s.ProbeLease < 0 || s.Refresh < 0 ||
 		s.RedisTimeout < 0 || s.HealthPeriod < 0 {
-		panic("outbound: WithSharedCircuitBreaker: negative setting")
+		panic("outbound: WithCircuitBreaker: Shared: negative setting")
 	}
-	return func(c *config) {
-		if c.shared != nil {
-			panic("outbound: WithSharedCircuitBreaker given twice")
-		}
-		c.shared = &s
+	if err := redisx.CheckDeadlines(s.Client); err != nil {
+		panic("outbound: WithCircuitBreaker: Shared: " + err.Error())
 	}
 }
 

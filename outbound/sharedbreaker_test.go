@@ -55,8 +55,8 @@ func TestSharedBreakerOpensFleetAndProbesOnce(t *testing.T) {
 	// not the one it tests.
 	shared := SharedBreakerSettings{Client: srv.Client(), Name: srv.Prefix, Quorum: 1,
 		OpenFor: 300 * time.Millisecond, Refresh: 20 * time.Millisecond, RedisTimeout: 2 * time.Second}
-	a := chain(t, newTelemetry(t), WithCircuitBreaker(local), WithSharedCircuitBreaker(shared))
-	b := chain(t, newTelemetry(t), WithCircuitBreaker(local), WithSharedCircuitBreaker(shared))
+	a := sharedClient(t, newTelemetry(t), local, shared)
+	b := sharedClient(t, newTelemetry(t), local, shared)
 
 	mustGet(t, a, url+"/bad") // A's breaker opens; quorum 1 opens the fleet
 	wantReason(t, call(context.Background(), a, url+"/x"), sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen)
@@ -79,7 +79,7 @@ func TestSharedBreakerOpensFleetAndProbesOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	var rejected, others atomic.Int64
 	stop := time.Now().Add(10 * time.Second)
-	for _, c := range []*http.Client{a, b} {
+	for _, c := range []*Client{a, b} {
 		for range 8 {
 			wg.Go(func() {
 				after := 0
@@ -116,7 +116,7 @@ func TestSharedBreakerOpensFleetAndProbesOnce(t *testing.T) {
 	}
 	// The good probe closed the fleet: both clients call again.
 	deadline = time.Now().Add(5 * time.Second)
-	for _, c := range []*http.Client{a, b} {
+	for _, c := range []*Client{a, b} {
 		for call(context.Background(), c, url+"/after") != nil {
 			if time.Now().After(deadline) {
 				t.Fatal("the fleet did not close after a good probe")
@@ -126,11 +126,40 @@ func TestSharedBreakerOpensFleetAndProbesOnce(t *testing.T) {
 	}
 }
 
-func TestSharedBreakerNeedsLocal(t *testing.T) {
+// TestSharedBreakerRefusesImpossibleSettings: a shared breaker is a field of
+// the local breaker's settings (so one without the other cannot be written:
+// see TestMisuseDoesNotCompile), and its impossible settings panic in
+// WithCircuitBreaker, naming the field.
+func TestSharedBreakerRefusesImpossibleSettings(t *testing.T) {
 	srv := redistest.New(t)
-	mustPanic(t, func() { NewClient(WithSharedCircuitBreaker(SharedBreakerSettings{Client: srv.Client()})) })
-	mustPanic(t, func() { WithSharedCircuitBreaker(SharedBreakerSettings{}) })
+	for name, s := range map[string]SharedBreakerSettings{
+		"nil Client":       {},
+		"negative Quorum":  {Client: srv.Client(), Quorum: -1},
+		"negative Window":  {Client: srv.Client(), Window: -time.Second},
+		"negative OpenFor": {Client: srv.Client(), OpenFor: -time.Second},
+		"negative Refresh": {Client: srv.Client(), Refresh: -time.Second},
+		"negative Timeout": {Client: srv.Client(), RedisTimeout: -time.Second},
+		"negative Health":  {Client: srv.Client(), HealthPeriod: -time.Second},
+		"negative Lease":   {Client: srv.Client(), ProbeLease: -time.Second},
+	} {
+		msg := panicText(func() { WithCircuitBreaker(BreakerSettings{Shared: &s}) })
+		if !strings.HasPrefix(msg, "outbound: WithCircuitBreaker: Shared: ") {
+			t.Errorf("%s: panic %q; want one starting with %q", name, msg, "outbound: WithCircuitBreaker: Shared: ")
+		}
+	}
 	mustPanic(t, func() { WithGlobalRateLimit(GlobalRateLimitSettings{}) })
+}
+
+// TestSharedBreakerSettingsCopied: WithCircuitBreaker keeps its own copy of
+// Shared, so a caller reusing (and changing) its SharedBreakerSettings after
+// the call cannot change, or break, a chain built from it.
+func TestSharedBreakerSettingsCopied(t *testing.T) {
+	srv := redistest.New(t)
+	shared := &SharedBreakerSettings{Client: srv.Client(), Name: srv.Prefix}
+	opt := WithCircuitBreaker(BreakerSettings{Shared: shared})
+	shared.Client = nil // would panic at the first use of Redis if shared
+	c := chain(t, newTelemetry(t), opt)
+	mustGet(t, c, cbVendor(t, &counter{})+"/x")
 }
 
 // cbVendor counts calls by path. Paths ending in /bad answer 500, in /busy
@@ -158,15 +187,16 @@ var oneFailureOpens = BreakerSettings{FailureRatio: 1, MinThroughput: 1, OpenDel
 var tenthFailsOpens = BreakerSettings{FailureRatio: 0.1, MinThroughput: 1, OpenDelay: time.Hour}
 
 // sharedClient is a chain with a local breaker l shared through s.
-func sharedClient(t *testing.T, tm *telemetry, l BreakerSettings, s SharedBreakerSettings) *http.Client {
+func sharedClient(t *testing.T, tm *telemetry, l BreakerSettings, s SharedBreakerSettings) *Client {
 	t.Helper()
-	return chain(t, tm, WithCircuitBreaker(l), WithSharedCircuitBreaker(s))
+	l.Shared = &s
+	return chain(t, tm, WithCircuitBreaker(l))
 }
 
 // untilRejected calls path on c until the fleet's open state reaches it
 // (pub/sub or refresh) and returns how long that took; the calls made before
 // may reach the vendor.
-func untilRejected(t *testing.T, c *http.Client, url string) time.Duration {
+func untilRejected(t *testing.T, c *Client, url string) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -311,7 +341,7 @@ type latencies struct {
 	d     []time.Duration
 }
 
-func (l *latencies) call(c *http.Client, url string) error {
+func (l *latencies) call(c *Client, url string) error {
 	t0 := time.Now()
 	err := call(context.Background(), c, url)
 	l.d = append(l.d, time.Since(t0))
@@ -391,7 +421,7 @@ func TestSharedBreakerRedisGoneWhileOpen(t *testing.T) {
 
 			// The last known open state is honoured.
 			for _, x := range []struct {
-				c    *http.Client
+				c    *Client
 				path string
 			}{{a, "/a/x"}, {b, "/b/x"}, {c, "/c/x"}} {
 				err := l.call(x.c, url+x.path)
@@ -413,7 +443,7 @@ func TestSharedBreakerRedisGoneWhileOpen(t *testing.T) {
 			if since := time.Since(opened); since < openFor {
 				t.Errorf("b called the vendor %v after the fleet opened for %v", since, openFor)
 			}
-			mustOK := func(c *http.Client, path string) {
+			mustOK := func(c *Client, path string) {
 				t.Helper()
 				if err := l.call(c, url+path); err != nil {
 					t.Fatalf("%s: %v", path, err)

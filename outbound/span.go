@@ -18,7 +18,7 @@ import (
 // pipelineRoundTripper is the outermost link: the internal span
 // otelx.SpanOutbound that wraps every attempt of one call, so that a rejection
 // that made no HTTP attempt is still visible. It ends when the call fails or
-// when the response body is closed or read to EOF.
+// when the response body is closed or read to its end (EOF or an error).
 //
 // Its attributes state the call's final verdict only, set here from the error
 // the chain returns. The layers inside report what they decided about a
@@ -74,7 +74,9 @@ func setFailure(span trace.Span, parent context.Context, err error) {
 
 type spanEnder struct{ span trace.Span }
 
-func (s spanEnder) release() { s.span.End() }
+// BodyDone ends the span once the response body is finished with
+// (bodyhook.Hook).
+func (s spanEnder) BodyDone() { s.span.End() }
 
 // resendKey carries the resend count of a retried attempt from the retry
 // layer to attemptRoundTripper.
@@ -85,6 +87,8 @@ type resendKey struct{}
 // counts the transport's own rejections (a *sluice.Error of layer transport)
 // under that layer, with an otelx.EventRejected event on the attempt span:
 // whatever transport WithTransport gives, its verdicts are counted once, here.
+// It also tells the global limiter that the attempt reached the transport
+// (markTransport).
 type attemptRoundTripper struct {
 	next http.RoundTripper
 	rec  *otelx.Recorder
@@ -92,6 +96,7 @@ type attemptRoundTripper struct {
 
 func (r attemptRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
+	markTransport(ctx)
 	if n, ok := ctx.Value(resendKey{}).(int); ok && n > 0 {
 		if span := trace.SpanFromContext(ctx); span.IsRecording() {
 			span.SetAttributes(otelx.AttrResendCount.Int(n))
@@ -114,7 +119,7 @@ func withResend(ctx context.Context, n int) context.Context {
 // vendor's status code, a sluice error's reason, or the error's Go type. Never
 // the error's text, which may hold a URL.
 func retryCause(cause error) string {
-	var se *StatusError
+	var se *sluice.StatusError
 	if errors.As(cause, &se) {
 		return strconv.Itoa(se.StatusCode)
 	}

@@ -69,7 +69,7 @@ func verdictVendor(t *testing.T) string {
 }
 
 // call makes one call and closes its body.
-func call(ctx context.Context, c *http.Client, url string) error {
+func call(ctx context.Context, c *Client, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -83,7 +83,7 @@ func call(ctx context.Context, c *http.Client, url string) error {
 }
 
 // mustGet makes a call that must succeed.
-func mustGet(t *testing.T, c *http.Client, url string) {
+func mustGet(t *testing.T, c *Client, url string) {
 	t.Helper()
 	if err := call(context.Background(), c, url); err != nil {
 		t.Fatalf("GET %s: %v", url, err)
@@ -92,7 +92,7 @@ func mustGet(t *testing.T, c *http.Client, url string) {
 
 // holdStream opens /stream and keeps its body (and whatever permit it holds)
 // until the test ends.
-func holdOpen(t *testing.T, c *http.Client, url string) {
+func holdOpen(t *testing.T, c *Client, url string) {
 	t.Helper()
 	resp, err := c.Get(url + "/stream")
 	if err != nil {
@@ -109,7 +109,7 @@ type verdictCase struct {
 	skip string
 	// setup builds the chain on tm, brings its layer to the point of
 	// rejecting, and returns the client and the URL of the call to reject.
-	setup func(t *testing.T, tm *telemetry) (*http.Client, string)
+	setup func(t *testing.T, tm *telemetry) (*Client, string)
 	// attempts is the resilience.retry.attempts expected on the pipeline
 	// span, 0 for absent (no retry layer).
 	attempts int64
@@ -123,9 +123,9 @@ type verdictCase struct {
 	queued bool
 }
 
-func chain(t *testing.T, tm *telemetry, opts ...Option) *http.Client {
+func chain(t *testing.T, tm *telemetry, opts ...Option) *Client {
 	c := NewClient(append([]Option{WithName(policy), WithTelemetry(tm.tel), WithTransport(transport(t))}, opts...)...)
-	t.Cleanup(func() { _ = c.Transport.(*RoundTripper).Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
@@ -136,12 +136,12 @@ func verdictCases() []verdictCase {
 	cases := []verdictCase{
 		{layer: sluice.LayerRetry, reason: sluice.ReasonRetriesExhausted, attempts: 2,
 			retryAfter: exactly(time.Millisecond.Seconds()),
-			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+			setup: func(t *testing.T, tm *telemetry) (*Client, string) {
 				return chain(t, tm, retry(RetrySettings{MaxAttempts: 2})), verdictVendor(t) + "/busy503"
 			}},
 		{layer: sluice.LayerRetry, reason: sluice.ReasonRetryBudgetExhausted, attempts: 1,
 			retryAfter: exactly(time.Millisecond.Seconds()),
-			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+			setup: func(t *testing.T, tm *telemetry) (*Client, string) {
 				b := budget.NewBuilder().WithMaxRate(0.01).WithMinConcurrency(1).Build()
 				// Another call's retry is pending: the budget is spent.
 				bp := b.(budgetPermits)
@@ -152,56 +152,56 @@ func verdictCases() []verdictCase {
 				return chain(t, tm, retry(RetrySettings{Budget: b})), verdictVendor(t) + "/busy503"
 			}},
 		{layer: sluice.LayerRetry, reason: sluice.ReasonDeadlineExceeded, attempts: 1, retryAfter: exactly(60),
-			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+			setup: func(t *testing.T, tm *telemetry) (*Client, string) {
 				// The call's deadline (callDeadline) is shorter than the
 				// vendor's Retry-After: 60.
 				return chain(t, tm, retry(RetrySettings{MaxRetryAfter: 2 * time.Minute})), verdictVendor(t) + "/busy60"
 			}},
 		{layer: sluice.LayerCircuitBreaker, reason: sluice.ReasonCircuitOpen, state: otelx.CircuitOpen,
 			retryAfter: func(v float64) bool { return v > 0 && v <= time.Hour.Seconds() },
-			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+			setup: func(t *testing.T, tm *telemetry) (*Client, string) {
 				url := verdictVendor(t)
 				c := chain(t, tm, WithCircuitBreaker(BreakerSettings{FailureRatio: 1, MinThroughput: 1, OpenDelay: time.Hour}))
 				mustGet(t, c, url+"/bad") // one failure opens it
 				return c, url + "/call"
 			}},
 		{layer: sluice.LayerLocalRateLimiter, reason: sluice.ReasonRateLimited,
-			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+			setup: func(t *testing.T, tm *telemetry) (*Client, string) {
 				url := verdictVendor(t)
-				c := chain(t, tm, WithRateLimit(RateLimitSettings{Requests: 1, Period: time.Hour, Bursty: true}))
+				c := chain(t, tm, WithLocalRateLimit(LocalRateLimitSettings{Requests: 1, Period: time.Hour, Bursty: true}))
 				mustGet(t, c, url+"/one")
 				return c, url + "/call"
 			}},
 		{layer: sluice.LayerLocalRateLimiter, reason: sluice.ReasonQueueTimeout,
-			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+			setup: func(t *testing.T, tm *telemetry) (*Client, string) {
 				url := verdictVendor(t)
-				c := chain(t, tm, WithRateLimit(RateLimitSettings{Requests: 1, Period: time.Hour, MaxWait: 20 * time.Millisecond}))
+				c := chain(t, tm, WithLocalRateLimit(LocalRateLimitSettings{Requests: 1, Period: time.Hour, MaxWait: 20 * time.Millisecond}))
 				mustGet(t, c, url+"/one")
 				return c, url + "/call"
 			}},
 		{layer: sluice.LayerBulkhead, reason: sluice.ReasonBulkheadFull, attempts: 1,
-			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+			setup: func(t *testing.T, tm *telemetry) (*Client, string) {
 				url := verdictVendor(t)
-				c := chain(t, tm, retry(RetrySettings{}), WithBulkhead(1, 0))
+				c := chain(t, tm, retry(RetrySettings{}), WithBulkhead(BulkheadSettings{MaxConcurrent: 1}))
 				holdOpen(t, c, url)
 				return c, url + "/call"
 			}},
 		{layer: sluice.LayerBulkhead, reason: sluice.ReasonQueueTimeout, queued: true,
-			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+			setup: func(t *testing.T, tm *telemetry) (*Client, string) {
 				url := verdictVendor(t)
-				c := chain(t, tm, WithBulkhead(1, 20*time.Millisecond))
+				c := chain(t, tm, WithBulkhead(BulkheadSettings{MaxConcurrent: 1, MaxWait: 20 * time.Millisecond}))
 				holdOpen(t, c, url)
 				return c, url + "/call"
 			}},
 		{layer: sluice.LayerCallTimeout, reason: sluice.ReasonCallTimeout,
-			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
-				return chain(t, tm, WithAttemptTimeout(50*time.Millisecond)), verdictVendor(t) + "/hang"
+			setup: func(t *testing.T, tm *telemetry) (*Client, string) {
+				return chain(t, tm, WithAttemptTimeout(AttemptTimeoutSettings{Timeout: 50 * time.Millisecond})), verdictVendor(t) + "/hang"
 			}},
 	}
 	// The global rate limiter on a real Redis: one request per hour, so the
 	// second call finds the quota spent (or, after a vendor 503 with
 	// Retry-After: 60, the fleet cooling down).
-	global := func(t *testing.T, tm *telemetry, maxWait time.Duration) (*http.Client, string) {
+	global := func(t *testing.T, tm *telemetry, maxWait time.Duration) (*Client, string) {
 		srv := redistest.New(t)
 		return chain(t, tm, WithGlobalRateLimit(GlobalRateLimitSettings{Client: srv.Client(), Name: srv.Prefix,
 			Requests: 1, Period: time.Hour, MaxWait: maxWait})), verdictVendor(t)
@@ -209,21 +209,21 @@ func verdictCases() []verdictCase {
 	cases = append(cases,
 		verdictCase{layer: sluice.LayerGlobalRateLimiter, reason: sluice.ReasonRateLimited,
 			retryAfter: func(v float64) bool { return v > 3500 && v <= 3600 },
-			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+			setup: func(t *testing.T, tm *telemetry) (*Client, string) {
 				c, url := global(t, tm, 0)
 				mustGet(t, c, url+"/one")
 				return c, url + "/call"
 			}},
 		verdictCase{layer: sluice.LayerGlobalRateLimiter, reason: sluice.ReasonQueueTimeout,
 			retryAfter: func(v float64) bool { return v > 3500 && v <= 3600 },
-			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+			setup: func(t *testing.T, tm *telemetry) (*Client, string) {
 				c, url := global(t, tm, 20*time.Millisecond)
 				mustGet(t, c, url+"/one")
 				return c, url + "/call"
 			}},
 		verdictCase{layer: sluice.LayerGlobalRateLimiter, reason: sluice.ReasonVendorCooldown,
 			retryAfter: func(v float64) bool { return v > 30 && v <= 60 },
-			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+			setup: func(t *testing.T, tm *telemetry) (*Client, string) {
 				srv := redistest.New(t)
 				url := verdictVendor(t)
 				c := chain(t, tm, WithGlobalRateLimit(GlobalRateLimitSettings{Client: srv.Client(), Name: srv.Prefix,
@@ -234,7 +234,7 @@ func verdictCases() []verdictCase {
 	)
 	for _, r := range sluice.LayerTransport.Reasons() {
 		cases = append(cases, verdictCase{layer: sluice.LayerTransport, reason: r,
-			setup: func(t *testing.T, tm *telemetry) (*http.Client, string) {
+			setup: func(t *testing.T, tm *telemetry) (*Client, string) {
 				return NewClient(WithName(policy), WithTelemetry(tm.tel), WithTransport(errTransport{r})), "http://vendor.invalid/call"
 			}})
 	}
@@ -485,7 +485,7 @@ func TestRetriedAwayCallTimeoutLeavesNoErrorType(t *testing.T) {
 	// Later attempts may also time out on a loaded machine; the test only
 	// needs one to succeed.
 	client := chain(t, tm, WithRetry(RetrySettings{MaxAttempts: 5, BaseDelay: time.Millisecond}),
-		WithAttemptTimeout(200*time.Millisecond))
+		WithAttemptTimeout(AttemptTimeoutSettings{Timeout: 200 * time.Millisecond}))
 	ctx, caller := tm.tp.Tracer("test").Start(context.Background(), "caller")
 	if err := call(ctx, client, srv.URL); err != nil {
 		t.Fatal(err)
@@ -532,8 +532,8 @@ func TestAttemptSpansEndWithBody(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	})
 	tm := newTelemetry(t)
-	client := chain(t, tm, WithRetry(RetrySettings{BaseDelay: time.Millisecond}), WithBulkhead(4, 0),
-		WithAttemptTimeout(time.Minute))
+	client := chain(t, tm, WithRetry(RetrySettings{BaseDelay: time.Millisecond}), WithBulkhead(BulkheadSettings{MaxConcurrent: 4}),
+		WithAttemptTimeout(AttemptTimeoutSettings{Timeout: time.Minute}))
 	resp, err := client.Get(srv.URL)
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 	"github.com/sluice-go/sluice/internal/connlimit"
 )
 
-// Defaults of NewTransport, for every option not given.
+// Defaults of NewTransport, for every TransportSettings field left zero.
 const (
 	DefaultMaxConns              = 100
 	DefaultIdleConnTimeout       = 90 * time.Second
@@ -23,25 +23,34 @@ const (
 	DefaultResponseHeaderTimeout = 30 * time.Second
 	DefaultWriteTimeout          = 10 * time.Second
 	DefaultReadIdleTimeout       = 30 * time.Second
+	// DefaultMaxResponseHeaderBytes bounds a response's headers at 64 KiB
+	// (net/http's own default is 10 MB). LLM vendors send 1 to 3 KiB;
+	// nginx in front of a service refuses upstream headers over 4 or 8 KiB
+	// by default and Envoy over 60 KiB, so no working vendor comes near it,
+	// while 100 connections can then hold at most 6.4 MiB of headers
+	// instead of 1 GB.
+	DefaultMaxResponseHeaderBytes = 64 << 10
 )
 
 // Transport is the bottom layer of the outbound chain: an http.RoundTripper
 // over a net/http Transport that holds a hard cap on open sockets and bounds
-// every phase of a request with its own timeout. Build one with NewTransport;
+// every phase of a request with its own timeout, and bounds the size of the
+// response headers it reads. Build one with NewTransport;
 // the zero value is not usable. It is safe for concurrent use, and like
 // http.Transport it should be created once and reused.
 //
 // Every rejection or expiry it causes is a *sluice.Error with layer
 // transport, matchable with errors.Is against sluice.ErrPoolTimeout,
 // ErrConnectTimeout, ErrTLSHandshakeTimeout, ErrResponseHeaderTimeout,
-// ErrWriteTimeout and ErrReadIdleTimeout, and wrapping the underlying error.
+// ErrWriteTimeout, ErrReadIdleTimeout and ErrResponseHeaderTooLarge, and
+// wrapping the underlying error.
 // A request ended by its caller's context returns that context's error
 // (context.Canceled or context.DeadlineExceeded, or its cause) untouched: it
 // is not the transport's doing.
 type Transport struct {
 	base  *http.Transport
 	limit *connlimit.Limiter
-	cfg   transportConfig
+	cfg   TransportSettings // with defaults
 
 	// causes[p] is the cancellation cause of a request whose timer fired in
 	// phase p; its identity tells our timeouts from the caller's.
@@ -52,144 +61,142 @@ type Transport struct {
 	sweeping atomic.Bool // an idle-connection sweeper is running
 }
 
-// TransportOption configures NewTransport.
-type TransportOption func(*transportConfig)
-
-type transportConfig struct {
-	maxConns              int
-	maxConnsPerHost       int
-	maxIdleConnsPerHost   int
-	idleConnTimeout       time.Duration
-	poolTimeout           time.Duration
-	connectTimeout        time.Duration
-	tlsHandshakeTimeout   time.Duration
-	responseHeaderTimeout time.Duration
-	writeTimeout          time.Duration
-	readIdleTimeout       time.Duration
-	tlsConfig             *tls.Config
-	dial                  func(ctx context.Context, network, addr string) (net.Conn, error)
+// TransportSettings configures NewTransport. The zero value is usable:
+// every field left zero means its documented default, and a negative number
+// or duration panics, naming the field. No timeout can be turned off.
+type TransportSettings struct {
+	// MaxConns caps the sockets open to all hosts together. A socket counts
+	// from the moment its dial starts until it has really closed: dialing,
+	// active, idle and closing sockets all hold a slot. Default
+	// DefaultMaxConns (100).
+	MaxConns int
+	// MaxConnsPerHost caps the sockets open to one host (host:port), counted
+	// like MaxConns. Default (or above MaxConns): MaxConns, that is, only
+	// the total cap applies.
+	MaxConnsPerHost int
+	// MaxIdleConnsPerHost keeps at most this many idle keep-alive
+	// connections per host. Default (or above MaxConnsPerHost): the per-host
+	// cap, so a connection is never closed only because it went idle. Idle
+	// connections hold socket slots; see NewTransport for how they are given
+	// up when another host needs a slot.
+	MaxIdleConnsPerHost int
+	// IdleConnTimeout closes a keep-alive connection that stayed idle this
+	// long. Default DefaultIdleConnTimeout (90s).
+	IdleConnTimeout time.Duration
+	// PoolTimeout bounds how long a request waits for a socket slot, under
+	// the total cap or its host's cap; on expiry the request fails with
+	// reason pool_timeout (sluice.ErrPoolTimeout). Default
+	// DefaultPoolTimeout (5s).
+	PoolTimeout time.Duration
+	// ConnectTimeout bounds the TCP connect; reason connect_timeout.
+	// Default DefaultConnectTimeout (5s).
+	ConnectTimeout time.Duration
+	// TLSHandshakeTimeout bounds the TLS handshake; reason
+	// tls_handshake_timeout. Default DefaultTLSHandshakeTimeout (10s).
+	TLSHandshakeTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait from the request being fully
+	// written until the response headers have been read; reason
+	// response_header_timeout. A vendor that generates a whole non-streamed
+	// answer before replying needs more. Default
+	// DefaultResponseHeaderTimeout (30s).
+	ResponseHeaderTimeout time.Duration
+	// WriteTimeout bounds a stalled upload: the longest the transport may
+	// spend writing one piece of the request body to a peer that does not
+	// read it; reason write_timeout. Time spent by the body's own Read (a
+	// slow producer) does not count. Default DefaultWriteTimeout (10s).
+	WriteTimeout time.Duration
+	// ReadIdleTimeout bounds the longest one Read of the response body may
+	// wait for data; reason read_idle_timeout, returned by that Read. It
+	// protects a streamed LLM response without capping its length: a stream
+	// that keeps producing runs as long as it needs, a stalled one ends.
+	// Time the caller spends between Reads does not count. Default
+	// DefaultReadIdleTimeout (30s).
+	ReadIdleTimeout time.Duration
+	// MaxResponseHeaderBytes bounds the response headers (status line and
+	// header fields, as net/http counts them) the transport reads. A vendor
+	// that sends more over HTTP/1 has its connection closed once that many
+	// bytes have been read, and the request fails with reason
+	// response_header_too_large (sluice.ErrResponseHeaderTooLarge), which
+	// is not retried and which the circuit breaker counts as a vendor
+	// failure. Over HTTP/2 the bound is also announced to the vendor
+	// (SETTINGS_MAX_HEADER_LIST_SIZE); one that exceeds it slightly has its
+	// stream reset, with the same reason, and one that exceeds it by more
+	// than net/http tolerates (twice the room left in one frame) has its
+	// connection closed with an HTTP/2 PROTOCOL_ERROR, returned as net/http
+	// reports it. Either way no more than about this many bytes of headers
+	// are held per connection. Default DefaultMaxResponseHeaderBytes
+	// (64 KiB).
+	MaxResponseHeaderBytes int
+	// TLSClientConfig is the TLS configuration for https hosts. NewTransport
+	// keeps a clone; the transport clones that per connection, fills
+	// ServerName from the host when empty, and offers h2 and http/1.1 by
+	// ALPN when NextProtos is empty. Default nil: the zero tls.Config, that
+	// is, system roots.
+	TLSClientConfig *tls.Config
+	// DialContext opens TCP connections, for example to resolve names your
+	// own way. The socket cap and the connect timeout still apply around it:
+	// it receives a context that ends at ConnectTimeout. Default nil: a
+	// net.Dialer with 30s keep-alive.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-func positive(option string, n int) {
-	if n <= 0 {
-		panic(fmt.Sprintf("outbound: %s: n must be > 0, got %d", option, n))
+// withDefaults returns s with every zero field set to its default, and
+// panics on a negative one.
+func (s TransportSettings) withDefaults() TransportSettings {
+	ints := []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"MaxConns", &s.MaxConns, DefaultMaxConns},
+		{"MaxConnsPerHost", &s.MaxConnsPerHost, 0},
+		{"MaxIdleConnsPerHost", &s.MaxIdleConnsPerHost, 0},
+		{"MaxResponseHeaderBytes", &s.MaxResponseHeaderBytes, DefaultMaxResponseHeaderBytes},
 	}
-}
-
-func positiveDuration(option string, d time.Duration) {
-	if d <= 0 {
-		panic(fmt.Sprintf("outbound: %s: d must be > 0, got %s", option, d))
+	for _, f := range ints {
+		if *f.v < 0 {
+			panic(fmt.Sprintf("outbound: NewTransport: negative %s: %d", f.name, *f.v))
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
 	}
-}
-
-// WithMaxConns caps the sockets open to all hosts together at n (default
-// DefaultMaxConns, 100). A socket counts from the moment its dial starts until
-// it has really closed: dialing, active, idle and closing sockets all hold a
-// slot. n must be > 0.
-func WithMaxConns(n int) TransportOption {
-	positive("WithMaxConns", n)
-	return func(c *transportConfig) { c.maxConns = n }
-}
-
-// WithMaxConnsPerHost caps the sockets open to one host (host:port) at n,
-// counted like WithMaxConns. The default is the total cap, that is, only
-// WithMaxConns applies. n must be > 0.
-func WithMaxConnsPerHost(n int) TransportOption {
-	positive("WithMaxConnsPerHost", n)
-	return func(c *transportConfig) { c.maxConnsPerHost = n }
-}
-
-// WithMaxIdleConnsPerHost keeps at most n idle keep-alive connections per host
-// (default: the per-host cap, so a connection is never closed only because it
-// went idle). Idle connections hold socket slots; see NewTransport for how
-// they are given up when another host needs a slot. n must be > 0.
-func WithMaxIdleConnsPerHost(n int) TransportOption {
-	positive("WithMaxIdleConnsPerHost", n)
-	return func(c *transportConfig) { c.maxIdleConnsPerHost = n }
-}
-
-// WithIdleConnTimeout closes a keep-alive connection that stayed idle for d
-// (default DefaultIdleConnTimeout, 90 s). d must be > 0.
-func WithIdleConnTimeout(d time.Duration) TransportOption {
-	positiveDuration("WithIdleConnTimeout", d)
-	return func(c *transportConfig) { c.idleConnTimeout = d }
-}
-
-// WithPoolTimeout bounds how long a request waits for a socket slot, under
-// the total cap or its host's cap (default DefaultPoolTimeout, 5 s). On expiry
-// the request fails with reason pool_timeout (sluice.ErrPoolTimeout). d must
-// be > 0.
-func WithPoolTimeout(d time.Duration) TransportOption {
-	positiveDuration("WithPoolTimeout", d)
-	return func(c *transportConfig) { c.poolTimeout = d }
-}
-
-// WithConnectTimeout bounds the TCP connect (default DefaultConnectTimeout,
-// 5 s); reason connect_timeout. d must be > 0.
-func WithConnectTimeout(d time.Duration) TransportOption {
-	positiveDuration("WithConnectTimeout", d)
-	return func(c *transportConfig) { c.connectTimeout = d }
-}
-
-// WithTLSHandshakeTimeout bounds the TLS handshake (default
-// DefaultTLSHandshakeTimeout, 10 s); reason tls_handshake_timeout. d must be
-// > 0.
-func WithTLSHandshakeTimeout(d time.Duration) TransportOption {
-	positiveDuration("WithTLSHandshakeTimeout", d)
-	return func(c *transportConfig) { c.tlsHandshakeTimeout = d }
-}
-
-// WithResponseHeaderTimeout bounds the wait from the request being fully
-// written until the response headers have been read (default
-// DefaultResponseHeaderTimeout, 30 s); reason response_header_timeout. A
-// vendor that generates a whole non-streamed answer before replying needs
-// more. d must be > 0.
-func WithResponseHeaderTimeout(d time.Duration) TransportOption {
-	positiveDuration("WithResponseHeaderTimeout", d)
-	return func(c *transportConfig) { c.responseHeaderTimeout = d }
-}
-
-// WithWriteTimeout bounds a stalled upload: the longest the transport may
-// spend writing one piece of the request body to a peer that does not read it
-// (default DefaultWriteTimeout, 10 s); reason write_timeout. Time spent by the
-// body's own Read (a slow producer) does not count. d must be > 0.
-func WithWriteTimeout(d time.Duration) TransportOption {
-	positiveDuration("WithWriteTimeout", d)
-	return func(c *transportConfig) { c.writeTimeout = d }
-}
-
-// WithReadIdleTimeout bounds the longest one Read of the response body may
-// wait for data (default DefaultReadIdleTimeout, 30 s); reason
-// read_idle_timeout, returned by that Read. It protects a streamed LLM
-// response without capping its length: a stream that keeps producing runs as
-// long as it needs, a stalled one ends. Time the caller spends between Reads
-// does not count. d must be > 0.
-func WithReadIdleTimeout(d time.Duration) TransportOption {
-	positiveDuration("WithReadIdleTimeout", d)
-	return func(c *transportConfig) { c.readIdleTimeout = d }
-}
-
-// WithTLSClientConfig sets the TLS configuration for https hosts (default:
-// the zero tls.Config, that is, system roots). The transport clones it per
-// connection, fills ServerName from the host when empty, and offers h2 and
-// http/1.1 by ALPN when NextProtos is empty. cfg must not be nil.
-func WithTLSClientConfig(cfg *tls.Config) TransportOption {
-	if cfg == nil {
-		panic("outbound: WithTLSClientConfig: cfg must not be nil")
+	durations := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"IdleConnTimeout", &s.IdleConnTimeout, DefaultIdleConnTimeout},
+		{"PoolTimeout", &s.PoolTimeout, DefaultPoolTimeout},
+		{"ConnectTimeout", &s.ConnectTimeout, DefaultConnectTimeout},
+		{"TLSHandshakeTimeout", &s.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout},
+		{"ResponseHeaderTimeout", &s.ResponseHeaderTimeout, DefaultResponseHeaderTimeout},
+		{"WriteTimeout", &s.WriteTimeout, DefaultWriteTimeout},
+		{"ReadIdleTimeout", &s.ReadIdleTimeout, DefaultReadIdleTimeout},
 	}
-	cfg = cfg.Clone()
-	return func(c *transportConfig) { c.tlsConfig = cfg }
-}
-
-// WithDialContext replaces the function that opens TCP connections (default:
-// a net.Dialer with 30 s keep-alive), for example to resolve names your own
-// way. The socket cap and the connect timeout still apply around it: dial
-// receives a context that ends at the connect timeout. dial must not be nil.
-func WithDialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) TransportOption {
-	if dial == nil {
-		panic("outbound: WithDialContext: dial must not be nil")
+	for _, f := range durations {
+		if *f.v < 0 {
+			panic(fmt.Sprintf("outbound: NewTransport: negative %s: %s", f.name, *f.v))
+		}
+		if *f.v == 0 {
+			*f.v = f.def
+		}
 	}
-	return func(c *transportConfig) { c.dial = dial }
+	if s.MaxConnsPerHost == 0 || s.MaxConnsPerHost > s.MaxConns {
+		s.MaxConnsPerHost = s.MaxConns
+	}
+	if s.MaxIdleConnsPerHost == 0 || s.MaxIdleConnsPerHost > s.MaxConnsPerHost {
+		s.MaxIdleConnsPerHost = s.MaxConnsPerHost
+	}
+	if s.TLSClientConfig == nil {
+		s.TLSClientConfig = &tls.Config{}
+	} else {
+		s.TLSClientConfig = s.TLSClientConfig.Clone()
+	}
+	if s.DialContext == nil {
+		s.DialContext = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+	}
+	return s
 }
 
 // NewTransport returns the outbound transport: the innermost layer of the
@@ -197,14 +204,14 @@ func WithDialContext(dial func(ctx context.Context, network, addr string) (net.C
 //
 // # Socket cap
 //
-// At no instant are more sockets open than WithMaxConns allows (per host:
-// WithMaxConnsPerHost), counting those dialing, active, idle and closing. A
+// At no instant are more sockets open than MaxConns allows (per host:
+// MaxConnsPerHost), counting those dialing, active, idle and closing. A
 // slot is taken before the dial starts and freed only when the socket has
 // really closed: the transport half-closes the connection, waits up to one
 // second for the peer's own close, then closes it. So a vendor that counts our
 // connections never sees more than the cap, even while connections churn. A
 // request that finds no idle connection and no free slot waits up to
-// WithPoolTimeout, then fails with pool_timeout. Idle connections hold slots;
+// PoolTimeout, then fails with pool_timeout. Idle connections hold slots;
 // while a request waits because the total cap is full, the transport closes
 // idle connections (which are, by construction, to other hosts) every few
 // milliseconds, so a request to host B never starves behind idle sockets to
@@ -223,10 +230,10 @@ func WithDialContext(dial func(ctx context.Context, network, addr string) (net.C
 // # Timeouts
 //
 // Each phase of a request has its own bound, all on by default: waiting for a
-// slot (WithPoolTimeout), TCP connect (WithConnectTimeout), TLS handshake
-// (WithTLSHandshakeTimeout), writing the body (WithWriteTimeout), waiting for
-// the response headers (WithResponseHeaderTimeout) and each wait for body
-// data (WithReadIdleTimeout). There is deliberately no total timeout here: the
+// slot (PoolTimeout), TCP connect (ConnectTimeout), TLS handshake
+// (TLSHandshakeTimeout), writing the body (WriteTimeout), waiting for the
+// response headers (ResponseHeaderTimeout) and each wait for body data
+// (ReadIdleTimeout). There is deliberately no total timeout here: the
 // call timeout layer bounds a whole attempt, and a streamed response may run
 // as long as it keeps producing. No timeout can be turned off.
 //
@@ -241,54 +248,31 @@ func WithDialContext(dial func(ctx context.Context, network, addr string) (net.C
 // phase when nobody cancels.
 //
 // Redirects, cookies and proxies are not handled here: the transport talks to
-// the hosts directly (no HTTP_PROXY), and http.Client does the rest.
+// the hosts directly (no HTTP_PROXY), and http.Client does the rest (the one
+// NewClient returns follows no redirect).
 //
-// NewTransport panics, with a message naming the option, when an option is
-// given an invalid value.
-func NewTransport(opts ...TransportOption) *Transport {
-	cfg := transportConfig{
-		maxConns:              DefaultMaxConns,
-		idleConnTimeout:       DefaultIdleConnTimeout,
-		poolTimeout:           DefaultPoolTimeout,
-		connectTimeout:        DefaultConnectTimeout,
-		tlsHandshakeTimeout:   DefaultTLSHandshakeTimeout,
-		responseHeaderTimeout: DefaultResponseHeaderTimeout,
-		writeTimeout:          DefaultWriteTimeout,
-		readIdleTimeout:       DefaultReadIdleTimeout,
-	}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	if cfg.maxConnsPerHost == 0 || cfg.maxConnsPerHost > cfg.maxConns {
-		cfg.maxConnsPerHost = cfg.maxConns
-	}
-	if cfg.maxIdleConnsPerHost == 0 || cfg.maxIdleConnsPerHost > cfg.maxConnsPerHost {
-		cfg.maxIdleConnsPerHost = cfg.maxConnsPerHost
-	}
-	if cfg.tlsConfig == nil {
-		cfg.tlsConfig = &tls.Config{}
-	}
-	if cfg.dial == nil {
-		cfg.dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
-	}
-
-	t := &Transport{cfg: cfg, limit: connlimit.New(cfg.maxConns, cfg.maxConnsPerHost)}
+// NewTransport panics, with a message naming the field, when a field is
+// negative.
+func NewTransport(s TransportSettings) *Transport {
+	cfg := s.withDefaults()
+	t := &Transport{cfg: cfg, limit: connlimit.New(cfg.MaxConns, cfg.MaxConnsPerHost)}
 	t.causes = [exchangeDone]error{
-		exchangeWrite:  &timeoutCause{"request body write stalled", cfg.writeTimeout},
-		exchangeHeader: &timeoutCause{"no response headers", cfg.responseHeaderTimeout},
-		exchangeBody:   &timeoutCause{"no response body data", cfg.readIdleTimeout},
+		exchangeWrite:  &timeoutCause{"request body write stalled", cfg.WriteTimeout},
+		exchangeHeader: &timeoutCause{"no response headers", cfg.ResponseHeaderTimeout},
+		exchangeBody:   &timeoutCause{"no response body data", cfg.ReadIdleTimeout},
 	}
-	t.connectCause = &timeoutCause{"connect did not complete", cfg.connectTimeout}
-	t.tlsCause = &timeoutCause{"TLS handshake did not complete", cfg.tlsHandshakeTimeout}
+	t.connectCause = &timeoutCause{"connect did not complete", cfg.ConnectTimeout}
+	t.tlsCause = &timeoutCause{"TLS handshake did not complete", cfg.TLSHandshakeTimeout}
 	t.base = &http.Transport{
-		Proxy:                 nil,
-		DialContext:           t.dialContext,
-		DialTLSContext:        t.dialTLSContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          cfg.maxConns,
-		MaxIdleConnsPerHost:   cfg.maxIdleConnsPerHost,
-		IdleConnTimeout:       cfg.idleConnTimeout,
-		ExpectContinueTimeout: time.Second,
+		Proxy:                  nil,
+		DialContext:            t.dialContext,
+		DialTLSContext:         t.dialTLSContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           cfg.MaxConns,
+		MaxIdleConnsPerHost:    cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:        cfg.IdleConnTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: int64(cfg.MaxResponseHeaderBytes),
 	}
 	return t
 }
@@ -312,7 +296,7 @@ func (c *timeoutCause) Timeout() bool { return true }
 func (t *Transport) CloseIdleConnections() { t.base.CloseIdleConnections() }
 
 // OpenConns returns the number of socket slots held: sockets dialing, open or
-// closing. It never exceeds WithMaxConns.
+// closing. It never exceeds MaxConns.
 func (t *Transport) OpenConns() int { return t.limit.Open() }
 
 var _ http.RoundTripper = (*Transport)(nil)

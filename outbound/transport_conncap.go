@@ -33,20 +33,20 @@ const (
 // started it. net/http cancels it when no request wants the dial any more
 // (see CloseIdleConnections).
 func (t *Transport) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	if err := t.limit.Acquire(ctx, addr, t.cfg.poolTimeout, t.onSlotWait); err != nil {
+	if err := t.limit.Acquire(ctx, addr, t.cfg.PoolTimeout, t.onSlotWait); err != nil {
 		if errors.Is(err, connlimit.ErrTimeout) {
 			err = transportError(sluice.ReasonPoolTimeout, fmt.Errorf(
 				"outbound: no socket slot for %s within %s (%d of %d open): %w",
-				addr, t.cfg.poolTimeout, t.limit.Open(), t.cfg.maxConns, err))
+				addr, t.cfg.PoolTimeout, t.limit.Open(), t.cfg.MaxConns, err))
 		}
 		return nil, err
 	}
 	// The connect ignores ctx's cancellation: a connect aborted halfway may
 	// already be established at the peer, and only a conn we hold can be
 	// closed the slow way that keeps the peer's count under the cap.
-	cctx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), t.cfg.connectTimeout, t.connectCause)
+	cctx, cancel := context.WithTimeoutCause(context.WithoutCancel(ctx), t.cfg.ConnectTimeout, t.connectCause)
 	defer cancel()
-	c, err := t.cfg.dial(cctx, network, addr)
+	c, err := t.cfg.DialContext(cctx, network, addr)
 	if err != nil || c == nil {
 		if c == nil && err == nil {
 			err = errors.New("outbound: dial returned (nil, nil)")
@@ -72,7 +72,7 @@ func (t *Transport) dialTLSContext(ctx context.Context, network, addr string) (n
 	if err != nil {
 		return nil, err
 	}
-	cfg := t.cfg.tlsConfig.Clone()
+	cfg := t.cfg.TLSClientConfig.Clone()
 	if cfg.ServerName == "" {
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {
@@ -84,7 +84,7 @@ func (t *Transport) dialTLSContext(ctx context.Context, network, addr string) (n
 		cfg.NextProtos = []string{"h2", "http/1.1"}
 	}
 	tc := tls.Client(c, cfg)
-	hctx, cancel := context.WithTimeoutCause(ctx, t.cfg.tlsHandshakeTimeout, t.tlsCause)
+	hctx, cancel := context.WithTimeoutCause(ctx, t.cfg.TLSHandshakeTimeout, t.tlsCause)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		c.Close()

@@ -15,7 +15,7 @@ import (
 )
 
 // TestTransportMaxConnsHoldsUnderLoad: 500 goroutines to three hosts through
-// WithMaxConns(8) never make the server see more than 8 connections, and each
+// MaxConns 8 never make the server see more than 8 connections, and each
 // request succeeds or fails with pool_timeout.
 func TestTransportMaxConnsHoldsUnderLoad(t *testing.T) {
 	const maxConns, goroutines = 8, 500
@@ -29,7 +29,7 @@ func TestTransportMaxConnsHoldsUnderLoad(t *testing.T) {
 				}
 				io.WriteString(w, "ok")
 			})
-			tr = newTestTransport(t, append(s.options(), WithMaxConns(maxConns), WithPoolTimeout(5*time.Second))...)
+			tr = newTestTransport(t, s.settings(TransportSettings{MaxConns: maxConns, PoolTimeout: 5 * time.Second}))
 
 			var ok, poolTimeouts atomic.Int64
 			errs := make(chan error, goroutines)
@@ -113,7 +113,7 @@ func TestTransportPoolTimeoutTotalCap(t *testing.T) {
 		entered <- struct{}{}
 		s.stall(r)
 	})
-	tr := newTestTransport(t, append(s.options(), WithMaxConns(1), WithPoolTimeout(200*time.Millisecond))...)
+	tr := newTestTransport(t, s.settings(TransportSettings{MaxConns: 1, PoolTimeout: 200 * time.Millisecond}))
 	holdConn(t, tr, s.url(testHosts[0], "/"), entered)
 
 	begin := time.Now()
@@ -138,8 +138,8 @@ func TestTransportPoolTimeoutPerHostCap(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	})
-	tr := newTestTransport(t, append(s.options(),
-		WithMaxConns(4), WithMaxConnsPerHost(1), WithPoolTimeout(200*time.Millisecond))...)
+	tr := newTestTransport(t, s.settings(TransportSettings{
+		MaxConns: 4, MaxConnsPerHost: 1, PoolTimeout: 200 * time.Millisecond}))
 	holdConn(t, tr, s.url(testHosts[0], "/hold"), entered)
 
 	_, err := get(context.Background(), tr, s.url(testHosts[0], "/"))
@@ -160,7 +160,7 @@ func TestTransportIdleConnsDoNotStarveOtherHosts(t *testing.T) {
 	for _, proto := range protocols {
 		t.Run(proto, func(t *testing.T) {
 			s := newTestServer(t, proto, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
-			tr := newTestTransport(t, append(s.options(), WithMaxConns(1), WithPoolTimeout(5*time.Second))...)
+			tr := newTestTransport(t, s.settings(TransportSettings{MaxConns: 1, PoolTimeout: 5 * time.Second}))
 			for _, host := range []string{testHosts[0], testHosts[1], testHosts[0]} {
 				resp, err := get(context.Background(), tr, s.url(host, "/"))
 				if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,17 +109,18 @@ func (s *testServer) url(host, path string) string {
 	return scheme + "://" + host + ":" + port + path
 }
 
-// options returns what a transport needs to reach s under any test host.
-func (s *testServer) options() []TransportOption {
+// settings returns ts with what a transport needs to reach s under any test
+// host.
+func (s *testServer) settings(ts TransportSettings) TransportSettings {
 	addr := s.Listener.Addr().String()
 	var d net.Dialer
-	opts := []TransportOption{WithDialContext(func(ctx context.Context, network, _ string) (net.Conn, error) {
+	ts.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
 		return d.DialContext(ctx, network, addr)
-	})}
-	if s.proto == "h2" {
-		opts = append(opts, WithTLSClientConfig(&tls.Config{RootCAs: s.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}))
 	}
-	return opts
+	if s.proto == "h2" {
+		ts.TLSClientConfig = &tls.Config{RootCAs: s.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+	}
+	return ts
 }
 
 // stall blocks until the request is canceled or the test ends.
@@ -131,9 +133,9 @@ func (s *testServer) stall(r *http.Request) {
 
 // newTestTransport returns a transport closed at cleanup, after checking that
 // it holds no socket any more.
-func newTestTransport(t *testing.T, opts ...TransportOption) *Transport {
+func newTestTransport(t *testing.T, s TransportSettings) *Transport {
 	t.Helper()
-	tr := NewTransport(opts...)
+	tr := NewTransport(s)
 	t.Cleanup(func() {
 		waitNoOpenConns(t, tr, true)
 	})
@@ -185,40 +187,67 @@ func wantTransportError(t *testing.T, err, sentinel error) {
 	}
 }
 
-func TestNewTransportPanicsNamingTheOption(t *testing.T) {
-	cases := []struct {
-		name string
-		opt  func() TransportOption
-	}{
-		{"WithMaxConns", func() TransportOption { return WithMaxConns(0) }},
-		{"WithMaxConnsPerHost", func() TransportOption { return WithMaxConnsPerHost(-1) }},
-		{"WithMaxIdleConnsPerHost", func() TransportOption { return WithMaxIdleConnsPerHost(0) }},
-		{"WithIdleConnTimeout", func() TransportOption { return WithIdleConnTimeout(0) }},
-		{"WithPoolTimeout", func() TransportOption { return WithPoolTimeout(-time.Second) }},
-		{"WithConnectTimeout", func() TransportOption { return WithConnectTimeout(0) }},
-		{"WithTLSHandshakeTimeout", func() TransportOption { return WithTLSHandshakeTimeout(0) }},
-		{"WithResponseHeaderTimeout", func() TransportOption { return WithResponseHeaderTimeout(0) }},
-		{"WithWriteTimeout", func() TransportOption { return WithWriteTimeout(0) }},
-		{"WithReadIdleTimeout", func() TransportOption { return WithReadIdleTimeout(0) }},
-		{"WithTLSClientConfig", func() TransportOption { return WithTLSClientConfig(nil) }},
-		{"WithDialContext", func() TransportOption { return WithDialContext(nil) }},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			defer func() {
-				msg, _ := recover().(string)
-				if !strings.HasPrefix(msg, "outbound: "+c.name+": ") {
-					t.Fatalf("panic %q, want one starting with %q", msg, "outbound: "+c.name+": ")
-				}
-			}()
-			NewTransport(c.opt())
+// TestNewTransportPanicsNamingTheField: a negative number or duration is a
+// programmer error, refused at construction with the field's name.
+func TestNewTransportPanicsNamingTheField(t *testing.T) {
+	for field, s := range map[string]TransportSettings{
+		"MaxConns":               {MaxConns: -1},
+		"MaxConnsPerHost":        {MaxConnsPerHost: -1},
+		"MaxIdleConnsPerHost":    {MaxIdleConnsPerHost: -1},
+		"IdleConnTimeout":        {IdleConnTimeout: -time.Second},
+		"PoolTimeout":            {PoolTimeout: -time.Second},
+		"ConnectTimeout":         {ConnectTimeout: -time.Second},
+		"TLSHandshakeTimeout":    {TLSHandshakeTimeout: -time.Second},
+		"ResponseHeaderTimeout":  {ResponseHeaderTimeout: -time.Second},
+		"WriteTimeout":           {WriteTimeout: -time.Second},
+		"ReadIdleTimeout":        {ReadIdleTimeout: -time.Second},
+		"MaxResponseHeaderBytes": {MaxResponseHeaderBytes: -1},
+	} {
+		t.Run(field, func(t *testing.T) {
+			want := "outbound: NewTransport: negative " + field + ": "
+			if msg := panicText(func() { NewTransport(s) }); !strings.HasPrefix(msg, want) {
+				t.Fatalf("panic %q, want one starting with %q", msg, want)
+			}
 		})
+	}
+}
+
+// TestNewTransportDefaults: every field left zero takes its documented
+// default, the per-host caps never exceed the total, and the TLS
+// configuration is the transport's own copy.
+func TestNewTransportDefaults(t *testing.T) {
+	tr := NewTransport(TransportSettings{})
+	got := tr.cfg
+	want := TransportSettings{MaxConns: DefaultMaxConns, MaxConnsPerHost: DefaultMaxConns,
+		MaxIdleConnsPerHost: DefaultMaxConns, IdleConnTimeout: DefaultIdleConnTimeout,
+		PoolTimeout: DefaultPoolTimeout, ConnectTimeout: DefaultConnectTimeout,
+		TLSHandshakeTimeout: DefaultTLSHandshakeTimeout, ResponseHeaderTimeout: DefaultResponseHeaderTimeout,
+		WriteTimeout: DefaultWriteTimeout, ReadIdleTimeout: DefaultReadIdleTimeout,
+		MaxResponseHeaderBytes: DefaultMaxResponseHeaderBytes}
+	if got.TLSClientConfig == nil || got.DialContext == nil {
+		t.Fatal("default TLSClientConfig or DialContext missing")
+	}
+	got.TLSClientConfig, got.DialContext = nil, nil
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("defaults = %+v\nwant %+v", got, want)
+	}
+	if tr.base.MaxResponseHeaderBytes != DefaultMaxResponseHeaderBytes || tr.base.IdleConnTimeout != DefaultIdleConnTimeout {
+		t.Fatalf("net/http transport got MaxResponseHeaderBytes %d, IdleConnTimeout %s",
+			tr.base.MaxResponseHeaderBytes, tr.base.IdleConnTimeout)
+	}
+
+	tlsCfg := &tls.Config{ServerName: "vendor.test"}
+	tr = NewTransport(TransportSettings{MaxConns: 4, MaxConnsPerHost: 8, MaxIdleConnsPerHost: 9, TLSClientConfig: tlsCfg})
+	tlsCfg.ServerName = "elsewhere.test" // the caller's later change does not reach the transport
+	if tr.cfg.MaxConnsPerHost != 4 || tr.cfg.MaxIdleConnsPerHost != 4 || tr.cfg.TLSClientConfig.ServerName != "vendor.test" {
+		t.Fatalf("got MaxConnsPerHost %d, MaxIdleConnsPerHost %d, ServerName %q; want 4, 4, vendor.test",
+			tr.cfg.MaxConnsPerHost, tr.cfg.MaxIdleConnsPerHost, tr.cfg.TLSClientConfig.ServerName)
 	}
 }
 
 func TestTransportDoesNotModifyRequest(t *testing.T) {
 	s := newTestServer(t, "h1", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
-	tr := newTestTransport(t, s.options()...)
+	tr := newTestTransport(t, s.settings(TransportSettings{}))
 	body := strings.NewReader("payload")
 	req, _ := http.NewRequest(http.MethodPost, s.url(testHosts[0], "/"), body)
 	ctx, origBody := req.Context(), req.Body
@@ -244,7 +273,7 @@ func TestTransportCallerCancelIsNotATransportError(t *testing.T) {
 				entered <- struct{}{}
 				s.stall(r)
 			})
-			tr := newTestTransport(t, s.options()...)
+			tr := newTestTransport(t, s.settings(TransportSettings{}))
 			ctx, cancel := context.WithCancel(context.Background())
 			go func() { <-entered; cancel() }()
 			_, err := get(ctx, tr, s.url(testHosts[0], "/"))

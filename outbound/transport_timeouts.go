@@ -5,8 +5,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/sluice-go/sluice"
 )
 
 // exchangePhase is where a request stands; each phase has its own timer.
@@ -62,7 +65,23 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 	resp, err := t.base.RoundTrip(r)
 	if err != nil {
-		err = x.mapErr(err)
+		if headerTooLarge(err) {
+			err = transportError(sluice.ReasonResponseHeaderTooLarge, err)
+		} else {
+			err = x.mapErr(err)
+		}
+		x.finish()
+		return nil, err
+	}
+	if cause := context.Cause(x.ctx); cause != nil {
+		// One of our timers fired before the headers were returned: the
+		// request was canceled, and what came back is a by-product of that
+		// (a server that answers once it sees the connection go, say), or
+		// arrived too late. The timeout is the outcome.
+		if resp.Body != nil {
+			_ = resp.Body.Close()
+		}
+		err := x.mapErr(cause)
 		x.finish()
 		return nil, err
 	}
@@ -78,9 +97,20 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// headerTooLarge reports whether err is net/http refusing response headers
+// over MaxResponseHeaderBytes. net/http exports no error value for it, so its
+// text is all there is: "server response headers exceeded" over HTTP/1,
+// "response header list larger than advertised limit" over HTTP/2.
+// TestHostileHugeResponseHeaders pins both.
+func headerTooLarge(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "server response headers exceeded") ||
+		strings.Contains(s, "response header list larger than advertised limit")
+}
+
 // wroteRequest starts the response header timeout.
 func (x *exchange) wroteRequest(httptrace.WroteRequestInfo) {
-	x.arm(exchangeHeader, x.t.cfg.responseHeaderTimeout)
+	x.arm(exchangeHeader, x.t.cfg.ResponseHeaderTimeout)
 }
 
 // arm (re)starts the timer for phase p, unless the exchange has moved past p.
@@ -164,7 +194,7 @@ type exchangeReqBody struct {
 func (b *exchangeReqBody) Read(p []byte) (int, error) {
 	b.x.disarm(exchangeWrite)
 	n, err := b.rc.Read(p)
-	b.x.arm(exchangeWrite, b.x.t.cfg.writeTimeout)
+	b.x.arm(exchangeWrite, b.x.t.cfg.WriteTimeout)
 	return n, err
 }
 
@@ -178,7 +208,7 @@ type exchangeRespBody struct {
 }
 
 func (b *exchangeRespBody) Read(p []byte) (int, error) {
-	b.x.arm(exchangeBody, b.x.t.cfg.readIdleTimeout)
+	b.x.arm(exchangeBody, b.x.t.cfg.ReadIdleTimeout)
 	n, err := b.rc.Read(p)
 	b.x.disarm(exchangeBody)
 	if err != nil {

@@ -17,15 +17,32 @@ targets=(
 	"FuzzCooldownFromResponse ./internal/quota/"
 	"FuzzKeyFromHeader ./middleware/"
 	"FuzzChatInput ./examples/ginapp/"
+	"FuzzParsers ./internal/usage/"
 )
 
 failed=()
 for t in "${targets[@]}"; do
 	read -r name pkg <<<"$t"
 	echo "== $name ($pkg, $fuzztime)"
-	if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"; then
+	corpus="$pkg/testdata/fuzz/$name"
+	before=$(ls "$corpus" 2>/dev/null | sort || true)
+	out=$(mktemp)
+	if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" 2>&1 | tee "$out"; then
+		rm -f "$out"
+		continue
+	fi
+	after=$(ls "$corpus" 2>/dev/null | sort || true)
+	# Go 1.26's fuzz coordinator can end a run with a bare "context deadline
+	# exceeded" when -fuzztime expires while a worker is mid-call, and writes
+	# no input (go.dev/issue/75804, fixed in Go 1.27). That is not a crasher:
+	# a crasher always writes its input under testdata/fuzz/<Target>/.
+	if [ "$before" = "$after" ] && grep -q '^    context deadline exceeded$' "$out" &&
+		! grep -q 'Failing input written to' "$out"; then
+		echo "fuzz: $name: the fuzztime race of go.dev/issue/75804 (no input written): not a crasher"
+	else
 		failed+=("$name")
 	fi
+	rm -f "$out"
 done
 
 if ((${#failed[@]})); then

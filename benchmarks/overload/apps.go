@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/failsafe-go/failsafe-go/priority"
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluice-go/sluice"
@@ -82,16 +83,21 @@ func startNaive(vendorURL string) (*app, error) {
 // Settings is the sluice stack's tuning; see DefaultSettings for the reasons.
 type Settings struct {
 	Deadline       time.Duration // middleware.Deadline budget
-	MaxInFlight    int           // LoadShedder cap
-	QueueActive    int           // AdmissionQueue maxActive
-	QueueWaiting   int           // AdmissionQueue maxWaiting
-	QueueTimeout   time.Duration // AdmissionQueue timeout
-	Bulkhead       int           // outbound.WithBulkhead maxConcurrent
-	BulkheadWait   time.Duration // outbound.WithBulkhead maxWait
-	MaxConns       int           // outbound.WithMaxConns
-	PoolTimeout    time.Duration // outbound.WithPoolTimeout
-	AttemptTimeout time.Duration // outbound.WithAttemptTimeout
+	MaxInFlight    int           // middleware.LoadShedderSettings.MaxInFlight
+	QueueActive    int           // middleware.AdmissionQueueSettings.MaxActive
+	QueueWaiting   int           // middleware.AdmissionQueueSettings.MaxWaiting
+	QueueTimeout   time.Duration // middleware.AdmissionQueueSettings.Timeout
+	Bulkhead       int           // outbound.BulkheadSettings.MaxConcurrent
+	BulkheadWait   time.Duration // outbound.BulkheadSettings.MaxWait
+	MaxConns       int           // outbound.TransportSettings.MaxConns
+	PoolTimeout    time.Duration // outbound.TransportSettings.PoolTimeout
+	AttemptTimeout time.Duration // outbound.AttemptTimeoutSettings.Timeout
 	MaxAttempts    int           // outbound.RetrySettings.MaxAttempts
+
+	// Issue 14's mechanisms, all off by default (today's FIFO behaviour).
+	Fair     bool            // AdmissionQueueSettings.Key: turns across X-API-Key
+	Critical map[string]bool // X-API-Keys at priority.VeryHigh in the shedder, queue and bulkhead; nil: no priority
+	Adaptive bool            // BulkheadSettings.Adaptive, Bulkhead the ceiling
 }
 
 // DefaultSettings tunes the stack for a vendor that serves c at once in l:
@@ -124,20 +130,35 @@ func DefaultSettings(c int, l time.Duration) Settings {
 
 // startSluice is the same handler behind the sluice stack.
 func startSluice(vendorURL string, s Settings) (*app, error) {
-	tr := outbound.NewTransport(outbound.WithMaxConns(s.MaxConns), outbound.WithPoolTimeout(s.PoolTimeout))
+	tr := outbound.NewTransport(outbound.TransportSettings{MaxConns: s.MaxConns, PoolTimeout: s.PoolTimeout})
 	client := outbound.NewClient(
 		outbound.WithName("vendor"),
 		outbound.WithTransport(tr),
 		outbound.WithRetry(outbound.RetrySettings{MaxAttempts: s.MaxAttempts}),
-		outbound.WithBulkhead(s.Bulkhead, s.BulkheadWait),
-		outbound.WithAttemptTimeout(s.AttemptTimeout),
+		outbound.WithBulkhead(outbound.BulkheadSettings{MaxConcurrent: s.Bulkhead, MaxWait: s.BulkheadWait, Adaptive: s.Adaptive}),
+		outbound.WithAttemptTimeout(outbound.AttemptTimeoutSettings{Timeout: s.AttemptTimeout}),
 	)
 	var keys atomic.Uint64
+	apiKey := middleware.KeyFromHeader("X-API-Key")
+	var prio func(*http.Request) priority.Priority
+	if s.Critical != nil {
+		prio = func(r *http.Request) priority.Priority {
+			if s.Critical[apiKey(r)] {
+				return priority.VeryHigh
+			}
+			return priority.Medium
+		}
+	}
+	qs := middleware.AdmissionQueueSettings{MaxActive: s.QueueActive, MaxWaiting: s.QueueWaiting,
+		Timeout: s.QueueTimeout, Priority: prio}
+	if s.Fair {
+		qs.Key = apiKey
+	}
 	r := gin.New()
 	r.Use(
-		middleware.Deadline(s.Deadline), // first, so the queue wait counts against it
-		middleware.LoadShedder(s.MaxInFlight),
-		middleware.AdmissionQueue(s.QueueActive, s.QueueWaiting, s.QueueTimeout),
+		middleware.Deadline(middleware.DeadlineSettings{Budget: s.Deadline}), // first, so the queue wait counts against it
+		middleware.LoadShedder(middleware.LoadShedderSettings{MaxInFlight: s.MaxInFlight, Priority: prio}),
+		middleware.AdmissionQueue(qs),
 	)
 	r.POST("/v1/chat", func(c *gin.Context) {
 		if !readPrompt(c) {

@@ -16,11 +16,12 @@ import (
 // the answers do, as real users arrive, so an app that slows down meets more
 // and more waiting requests instead of a politely slower client.
 type Load struct {
-	Rate        float64       // requests per second
-	Duration    time.Duration // how long requests are sent
-	Warmup      time.Duration // the first part of Duration, left out of the metrics
-	Timeout     time.Duration // the client's timeout per request
-	MaxInFlight int           // the generator's own cap on open requests
+	Rate        float64            // requests per second
+	Duration    time.Duration      // how long requests are sent
+	Warmup      time.Duration      // the first part of Duration, left out of the metrics
+	Timeout     time.Duration      // the client's timeout per request
+	MaxInFlight int                // the generator's own cap on open requests
+	Key         func(i int) string // request i's X-API-Key; nil: none
 }
 
 // outcome is one request as the generator saw it. Times are offsets from the
@@ -32,6 +33,7 @@ type outcome struct {
 	retryAfter     bool // the answer had a Retry-After header
 	timeout        bool // the client's timeout fired
 	dropped        bool // not sent: the generator was at MaxInFlight
+	key            string
 }
 
 // run sends l.Rate·l.Duration requests to url and waits for every answer
@@ -65,6 +67,9 @@ func run(ctx context.Context, url string, l Load) []outcome {
 		}
 		o := &out[i]
 		o.due = due
+		if l.Key != nil {
+			o.key = l.Key(i)
+		}
 		select {
 		case sem <- struct{}{}:
 		default:
@@ -78,6 +83,9 @@ func run(ctx context.Context, url string, l Load) []outcome {
 			o.sent = time.Since(start)
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(`{"prompt":"hi"}`))
 			req.Header.Set("Content-Type", "application/json")
+			if o.key != "" {
+				req.Header.Set("X-API-Key", o.key)
+			}
 			resp, err := client.Do(req)
 			if err == nil {
 				_, err = io.Copy(io.Discard, resp.Body)

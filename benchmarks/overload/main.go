@@ -9,6 +9,12 @@
 // and, past C, degrades (processor sharing, the default) or queues
 // (-vendor=queue); it never rejects. Each cell gets a fresh vendor, app and
 // generator. See benchmarks/README.md for the results and how to read them.
+//
+// -scenario picks issue 14's scenarios instead (fairness, priority,
+// adaptive, or all of them), each today's FIFO stack beside the new
+// mechanism; -svg DIR writes each scenario's chart there:
+//
+//	go run ./benchmarks/overload -scenario=all -svg=benchmarks/charts
 package main
 
 import (
@@ -79,6 +85,9 @@ func main() {
 	flag.DurationVar(&cfg.Load.Warmup, "warmup", time.Second, "per cell: first part left out of the metrics")
 	flag.DurationVar(&cfg.Load.Timeout, "timeout", 10*time.Second, "generator: client timeout per request")
 	flag.IntVar(&cfg.Load.MaxInFlight, "max-inflight", 4000, "generator: most open requests (each costs 4 fds here)")
+	scenario := flag.String("scenario", "loads", "loads (naive vs sluice at each -loads), fairness, priority, adaptive, or all (the last three)")
+	svgDir := flag.String("svg", "", "write the scenarios' SVG charts in this directory")
+	phase := flag.Duration("phase", 20*time.Second, "adaptive scenario: how long each capacity phase lasts")
 	flag.Parse()
 	cfg.Vendor = Vendor(*vendor)
 	cfg.Apps = strings.Split(apps, ",")
@@ -94,15 +103,54 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := bench(ctx, cfg, os.Stdout, os.Stderr); err != nil {
+	gin.SetMode(gin.ReleaseMode)
+	var err error
+	switch *scenario {
+	case "loads":
+		var cells []Cell
+		if cells, err = bench(ctx, cfg, os.Stdout, os.Stderr); err == nil {
+			err = loadsChart(*svgDir, cfg, cells)
+		}
+	case "fairness", "priority", "adaptive", "all":
+		err = scenarios(ctx, cfg, *scenario, *svgDir, *phase, os.Stdout)
+	default:
+		err = fmt.Errorf("unknown -scenario %q", *scenario)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "overload:", err)
 		os.Exit(1)
 	}
 }
 
-func bench(ctx context.Context, cfg Config, w, progress io.Writer) error {
-	gin.SetMode(gin.ReleaseMode)
+func scenarios(ctx context.Context, cfg Config, which, svgDir string, phase time.Duration, w io.Writer) error {
 	start := time.Now()
+	fmt.Fprintf(w, "vendor: %s, C=%d, L=%s, capacity %.0f req/s; %s per cell (%s warm-up); %s, GOMAXPROCS=%d\n\n",
+		cfg.Vendor, cfg.C, cfg.L, cfg.capacity(), cfg.Load.Duration, cfg.Load.Warmup, runtime.Version(), runtime.GOMAXPROCS(0))
+	all := which == "all"
+	if all || which == "fairness" {
+		if err := fairness(ctx, cfg, w, svgDir); err != nil {
+			return err
+		}
+	}
+	if all || which == "priority" {
+		for _, every := range []int{10, 20} { // 10% critical, then 5%
+			if err := priorityScenario(ctx, cfg, w, svgDir, every); err != nil {
+				return err
+			}
+		}
+	}
+	if all || which == "adaptive" {
+		if err := adaptiveScenario(ctx, cfg, w, svgDir, phase); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(w, "total %s\n", time.Since(start).Round(time.Second))
+	return ctx.Err()
+}
+
+func bench(ctx context.Context, cfg Config, w, progress io.Writer) ([]Cell, error) {
+	start := time.Now()
+	var cells []Cell
 	fmt.Fprintf(w, "vendor: %s, C=%d, L=%s, capacity %.0f req/s; %s per cell (%s warm-up), client timeout %s, generator cap %d in flight; %s, GOMAXPROCS=%d\n\n",
 		cfg.Vendor, cfg.C, cfg.L, cfg.capacity(), cfg.Load.Duration, cfg.Load.Warmup, cfg.Load.Timeout,
 		cfg.Load.MaxInFlight, runtime.Version(), runtime.GOMAXPROCS(0))
@@ -113,11 +161,12 @@ func bench(ctx context.Context, cfg Config, w, progress io.Writer) error {
 			t := time.Now()
 			c, err := runCell(ctx, cfg, name, m)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return nil, ctx.Err()
 			}
+			cells = append(cells, c)
 			fmt.Fprintf(progress, "cell %gx %s: %s\n", m, name, time.Since(t).Round(100*time.Millisecond))
 			mark := ""
 			if c.GeneratorLimited {
@@ -130,7 +179,7 @@ func bench(ctx context.Context, cfg Config, w, progress io.Writer) error {
 		}
 	}
 	fmt.Fprintf(w, "\ntotal %s\n", time.Since(start).Round(time.Second))
-	return nil
+	return cells, nil
 }
 
 // ms prints a duration in milliseconds, or "-" for none.

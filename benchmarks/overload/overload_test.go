@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/xml"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -150,3 +153,44 @@ func TestSharerUnderCapacity(t *testing.T) {
 // near allows for the float rounding of the virtual clock: a nanosecond or
 // two, never real time (the clock is synctest's).
 func near(d, want time.Duration) bool { return d > want-time.Microsecond && d < want+time.Microsecond }
+
+// TestChartsAreWellFormedSVG: the hand-written SVG parses as XML, escapes
+// its text, and draws one polyline per line and one rect per bar.
+func TestChartsAreWellFormedSVG(t *testing.T) {
+	check := func(name string, f func(io.Writer) error, want map[string]int) {
+		var b strings.Builder
+		if err := f(&b); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int{}
+		d := xml.NewDecoder(strings.NewReader(b.String()))
+		for {
+			tok, err := d.Token()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: not well-formed: %v\n%s", name, err, b.String())
+			}
+			if se, ok := tok.(xml.StartElement); ok {
+				got[se.Name.Local]++
+			}
+		}
+		for el, n := range want {
+			if got[el] != n {
+				t.Errorf("%s: %d <%s>, want %d", name, got[el], el, n)
+			}
+		}
+		if !strings.Contains(b.String(), "a &lt;b&gt; &amp; c") {
+			t.Errorf("%s: the title is not escaped", name)
+		}
+	}
+	check("line", func(w io.Writer) error {
+		return lineChart(w, "a <b> & c", "x", "y", []line{
+			{Name: "one", Pts: [][2]float64{{0, 1}, {1, 2}}}, {Name: "two", Dash: true, Pts: [][2]float64{{0, 3}}}})
+	}, map[string]int{"svg": 1, "polyline": 2})
+	check("bars", func(w io.Writer) error {
+		return barChart(w, "a <b> & c", "y", []string{"g1", "g2", "g3"},
+			[]bars{{Name: "fifo", Vals: []float64{1, 2, 3}}, {Name: "fair", Vals: []float64{3, 2, 1}}}, 2, "ref")
+	}, map[string]int{"svg": 1, "rect": 1 + 6}) // the background, then the bars
+}

@@ -107,6 +107,16 @@ func (v *vendor) Close() {
 	}
 }
 
+// SetCapacity changes a degrading vendor's capacity C from now on.
+func (v *vendor) SetCapacity(c int) {
+	if v.ps != nil {
+		v.ps.setC(c)
+	}
+}
+
+// Inflight is the requests in the handler now.
+func (v *vendor) Inflight() int64 { return v.inflight.Load() }
+
 func (v *vendor) Stats() vendorStats {
 	return vendorStats{PeakInflight: v.peakInflight.Load(), PeakConns: v.peakConns.Load(),
 		Completed: v.completed.Load(), Canceled: v.canceled.Load()}
@@ -180,6 +190,15 @@ func newSharer(c int, l time.Duration) *sharer {
 func (s *sharer) stop() {
 	close(s.quit)
 	<-s.gone
+}
+
+// setC changes the capacity from now on (a vendor whose capacity steps).
+func (s *sharer) setC(c int) {
+	s.mu.Lock()
+	s.advance(time.Now())
+	s.c = float64(c)
+	s.mu.Unlock()
+	s.poke()
 }
 
 // rate is each job's speed with n jobs in service.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -13,10 +14,12 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/sluice-go/sluice/examples/ginapp/internal/fakellm"
+	"github.com/sluice-go/sluice/fleet"
 	"github.com/sluice-go/sluice/internal/redisx"
 	"github.com/sluice-go/sluice/middleware"
 	"github.com/sluice-go/sluice/otelx"
 	"github.com/sluice-go/sluice/outbound"
+	"github.com/sluice-go/sluice/status"
 )
 
 // App is the example service: the inbound stack in canonical order in front
@@ -26,13 +29,16 @@ type App struct {
 	cfg       Config
 	tel       *Telemetry
 	engine    *gin.Engine
-	client    *http.Client
+	client    *outbound.Client
 	transport *outbound.Transport // the client's sockets, closed by Close
 	vendorURL string
 	fake      *fakellm.Vendor       // nil when VENDOR_URL is set
 	redis     redis.UniversalClient // user rate limit store
 	fleet     redis.UniversalClient // vendor quota and shared breaker: dedicated, no retries
+	critical  map[string]struct{}   // SLUICE_CRITICAL_KEYS
 	closers   []func()
+	status    *status.Registry // every layer, for GET /debug/sluice
+	stopping  atomic.Bool      // set when shutdown begins: /readyz answers 503
 }
 
 // NewApp wires the app. It does no I/O that can fail when Redis is down: the
@@ -42,7 +48,10 @@ func NewApp(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
-	a := &App{cfg: cfg, tel: tel, vendorURL: cfg.VendorURL}
+	a := &App{cfg: cfg, tel: tel, vendorURL: cfg.VendorURL, status: status.NewRegistry(), critical: map[string]struct{}{}}
+	for _, k := range cfg.CriticalKeys {
+		a.critical[k] = struct{}{}
+	}
 	if a.vendorURL == "" {
 		v, err := fakellm.Start(fakellm.Config{Latency: cfg.FakeLatency, Capacity: cfg.FakeCapacity,
 			Rate: cfg.FakeRate, ErrorRate: cfg.FakeErrorRate, Seed: 1, StreamInterval: 20 * time.Millisecond})
@@ -58,7 +67,7 @@ func NewApp(ctx context.Context, cfg Config) (*App, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: REDIS_URL: %w", err)
 		}
-		rc := middleware.NewRedisClient(opt) // tight timeouts, no retries
+		rc := fleet.NewClient(opt) // tight timeouts, no retries
 		a.redis = rc
 		a.closers = append(a.closers, func() { _ = rc.Close() })
 		fopt, err := redisx.NewClientOptions(cfg.RedisURL) // parses only: no I/O
@@ -72,26 +81,28 @@ func NewApp(ctx context.Context, cfg Config) (*App, error) {
 	sl := otelx.New(otelx.WithTracerProvider(tel.TP), otelx.WithMeterProvider(tel.MP))
 	a.client = a.newClient(sl)
 	// The chain's Redis heartbeat and subscriber stop before the clients close.
-	a.closers = append(a.closers, func() { _ = a.client.Transport.(*outbound.RoundTripper).Close() })
+	a.closers = append(a.closers, func() { _ = a.client.Close() })
 	a.engine = a.newEngine(sl)
 	return a, nil
 }
 
-func (a *App) newClient(sl *otelx.Telemetry) *http.Client {
+func (a *App) newClient(sl *otelx.Telemetry) *outbound.Client {
 	cfg := a.cfg
-	a.transport = outbound.NewTransport(
-		outbound.WithMaxConns(cfg.VendorMaxConns),
-		outbound.WithPoolTimeout(cfg.VendorQueueTimeout),
-	)
+	a.transport = outbound.NewTransport(outbound.TransportSettings{
+		MaxConns:    cfg.VendorMaxConns,
+		PoolTimeout: cfg.VendorQueueTimeout,
+	})
 	opts := []outbound.Option{
 		outbound.WithName("vendor"),
 		outbound.WithTransport(a.transport),
 		outbound.WithTelemetry(sl),
+		outbound.WithStatus(a.status),
 		outbound.WithAttemptSpanOptions(otelhttp.WithTracerProvider(a.tel.TP), otelhttp.WithMeterProvider(a.tel.MP)),
 		outbound.WithRetry(outbound.RetrySettings{MaxAttempts: cfg.RetryAttempts}),
-		outbound.WithCircuitBreaker(outbound.BreakerSettings{}),
-		outbound.WithBulkhead(cfg.VendorConcurrency, cfg.VendorQueueTimeout),
-		outbound.WithStreamingAttemptTimeout(cfg.AttemptTimeout),
+		outbound.WithCircuitBreaker(a.breakerSettings(a.fleet)),
+		outbound.WithBulkhead(outbound.BulkheadSettings{MaxConcurrent: cfg.VendorConcurrency, MaxWait: cfg.VendorQueueTimeout,
+			Adaptive: cfg.VendorAdaptive}),
+		outbound.WithAttemptTimeout(outbound.AttemptTimeoutSettings{Timeout: cfg.AttemptTimeout, Streaming: true}),
 	}
 	opts = append(opts, a.vendorLimitOptions(a.fleet)...)
 	return outbound.NewClient(opts...)
@@ -105,21 +116,30 @@ func (a *App) newEngine(sl *otelx.Telemetry) *gin.Engine {
 	_ = r.SetTrustedProxies(nil) // keys come from X-API-Key; never trust X-Forwarded-For here
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/metrics", gin.WrapH(a.tel.Metrics))
+	r.GET("/readyz", a.readyz)
+	// The status page, read-only and secret-free; in production mount it on
+	// an admin listener, not the public one (docs/operations.md).
+	r.GET("/debug/sluice", gin.WrapH(a.status))
 
 	var store limiter.Store
 	if a.redis != nil {
-		store = middleware.NewGCRAStore(a.redis, middleware.RedisStoreOptions{Prefix: "ginapp_user"})
+		store = middleware.NewGCRAStore(a.redis, middleware.RedisStoreSettings{Prefix: "ginapp_user"})
 	} else {
-		store = middleware.NewMemoryStore(0)
+		store = middleware.NewMemoryStore(middleware.MemoryStoreSettings{})
 	}
-	mw := []middleware.Option{middleware.WithTelemetry(sl)}
 	api := r.Group("/v1",
 		otelgin.Middleware(cfg.ServiceName, otelgin.WithTracerProvider(a.tel.TP), otelgin.WithMeterProvider(a.tel.MP)),
-		middleware.LoadShedder(cfg.MaxInflight, mw...),
+		// The budget starts when the request arrives: the body and the queue
+		// wait count against it.
+		middleware.Deadline(middleware.DeadlineSettings{Budget: cfg.RequestTimeout}),
+		middleware.LoadShedder(a.shedderSettings(sl)),
 		requireAPIKey,
-		middleware.UserRateLimit(store, cfg.UserRate, middleware.KeyFromHeader("X-API-Key"), mw...),
-		middleware.AdmissionQueue(cfg.QueueActive, cfg.QueueWaiting, cfg.QueueTimeout, mw...),
-		middleware.Deadline(cfg.RequestTimeout),
+		middleware.UserRateLimit(middleware.UserRateLimitSettings{Store: store, Rate: cfg.UserRate,
+			Key: apiKey, Telemetry: sl, Status: a.status}),
+		// A slow upload must not hold an admission slot: the body is whole
+		// before the request joins the queue.
+		middleware.BufferBody(middleware.BufferBodySettings{MaxBytes: maxChatBody, Timeout: cfg.BodyTimeout}),
+		middleware.AdmissionQueue(a.queueSettings(sl)),
 	)
 	api.POST("/chat", a.chatHandler)
 	return r

@@ -115,6 +115,35 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
+// TestMetricsFromStart: before any request, /metrics already carries the Go
+// runtime and process metrics, every layer's rejection counters at zero (so
+// alerts and dashboards have a series), and no otel_scope_* label.
+func TestMetricsFromStart(t *testing.T) {
+	a := startApp(t, config(t, nil))
+	got := a.get(t, "/metrics")
+	if got.status != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", got)
+	}
+	text := string(got.body)
+	for _, want := range []string{"# TYPE go_goroutines gauge", "# TYPE process_resident_memory_bytes gauge",
+		"# TYPE go_gc_duration_seconds summary"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in /metrics", want)
+		}
+	}
+	if strings.Contains(text, "otel_scope_") {
+		t.Errorf("otel_scope_* labels in /metrics:\n%s", grepLines(text, "otel_scope_"))
+	}
+	for _, lr := range []string{`error_type="overloaded",resilience_layer="load_shedder"`,
+		`error_type="queue_full",resilience_layer="admission_queue"`,
+		`error_type="queue_timeout",resilience_layer="bulkhead"`} {
+		if !regexpMatch(`(?m)^resilience_requests_total\{[^}]*`+lr+`[^}]*\} 0$`, text) {
+			t.Errorf("no zero resilience_requests_total series matching %s before any request:\n%s", lr,
+				grepLines(text, "resilience_requests_total"))
+		}
+	}
+}
+
 func TestMissingAPIKeyIs401(t *testing.T) {
 	a := startApp(t, config(t, nil))
 	wantError(t, a.chat(t, "", hello), http.StatusUnauthorized, one("auth"), one("missing_api_key"), false)
@@ -439,29 +468,14 @@ func grepLines(text, substr string) string {
 // A stream that breaks after the status was sent cannot change the status:
 // the app relays what came and ends the stream with an in-band error event.
 func TestBrokenStreamEndsWithErrorEvent(t *testing.T) {
-	v := newVendor(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, "data: {\"choices\":[]}\n\n")
-		w.(http.Flusher).Flush()
-		conn, _, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Errorf("hijack: %v", err)
-			return
-		}
-		conn.Close() // mid-stream, before the chunked body's end
-	})
+	v := cutStreamVendor(t, "data: {\"choices\":[]}\n\n")
 	a := startApp(t, config(t, vendorEnv(v, nil)))
 	got := a.chat(t, "alice", `{"prompt":"hello","stream":true}`)
 	if got.status != http.StatusOK {
 		t.Fatalf("status %d: %s", got.status, got)
 	}
-	body := string(got.body)
-	if !strings.HasPrefix(body, "data: {\"choices\":[]}\n\n") || !strings.Contains(body, "event: error\ndata: {\"error\":") {
-		t.Errorf("the relayed stream %q lacks the vendor's event or the closing error event", body)
-	}
-	if strings.Contains(body, "[DONE]") {
-		t.Errorf("a broken stream ended with [DONE]: %q", body)
+	if rest := wantStreamError(t, got.body, "vendor", "stream_broken"); string(rest) != "data: {\"choices\":[]}\n\n" {
+		t.Errorf("the relayed stream %q lacks the vendor's event", rest)
 	}
 }
 

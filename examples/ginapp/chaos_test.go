@@ -50,7 +50,7 @@ var documented = map[int]map[string][]string{
 		"call_timeout": {"call_timeout"},
 		"retry":        {"deadline_exceeded"},
 		"transport":    {"connect_timeout", "response_header_timeout", "read_idle_timeout", "write_timeout", "tls_handshake_timeout"},
-		"app":          {"request_deadline"},
+		"request":      {"deadline_exceeded", "client_closed_request"},
 	},
 	http.StatusBadGateway: {"vendor": {"vendor_error", "unreachable"}, "retry": {"retries_exhausted"}},
 }
@@ -161,6 +161,13 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 // per resilience_layer.
 func degraded(t *testing.T, a *app) map[string]float64 {
 	t.Helper()
+	return byLayer(t, a, "resilience_degraded_total")
+}
+
+// byLayer reads the Prometheus series name from the app's /metrics, summed
+// per resilience_layer.
+func byLayer(t *testing.T, a *app, name string) map[string]float64 {
+	t.Helper()
 	got := a.get(t, "/metrics")
 	if got.status != http.StatusOK {
 		t.Fatalf("/metrics: %s", got)
@@ -170,7 +177,7 @@ func degraded(t *testing.T, a *app) map[string]float64 {
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "resilience_degraded_total") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
 		}
 		layer := "?"

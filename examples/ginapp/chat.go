@@ -17,12 +17,19 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sluice-go/sluice"
-	"github.com/sluice-go/sluice/internal/httpx"
-	"github.com/sluice-go/sluice/outbound"
 )
 
 // maxChatBody bounds the JSON body of POST /v1/chat.
 const maxChatBody = 64 << 10
+
+// maxAnswer bounds a vendor's non-streamed answer, decompressed: past it the
+// call fails with 502 vendor/answer_too_large.
+const maxAnswer = 4 << 20
+
+// maxEvent bounds one event of a vendor's stream, all its lines together (the
+// library's usage watcher bounds a line alike): past it the relay ends the
+// stream with the in-band error vendor/event_too_large.
+const maxEvent = 64 << 10
 
 type chatRequest struct {
 	Prompt string `json:"prompt"`
@@ -89,24 +96,34 @@ func (a *App) chatHandler(c *gin.Context) {
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		a.writeCallError(c, ctx, err)
+		writeCallError(c, err)
 		return
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		writeVendorStatus(c, resp.StatusCode, retryAfterOf(resp))
+		writeCallError(c, sluice.VendorError(resp))
 		return
 	}
 	if in.Stream {
-		relaySSE(c, resp.Body)
+		relaySSE(c, ctx, resp.Body)
+		return
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	if err != nil {
+		if sluice.ErrorOf(err) != nil || ctx.Err() != nil {
+			writeCallError(c, err)
+			return
+		}
+		writeError(c, http.StatusBadGateway, "vendor", "bad_answer", "the vendor's answer could not be read", 0)
+		return
+	}
+	if len(raw) > maxAnswer {
+		writeError(c, http.StatusBadGateway, "vendor", "answer_too_large",
+			fmt.Sprintf("the vendor's answer exceeds %d bytes", maxAnswer), 0)
 		return
 	}
 	var ans vendorAnswer
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&ans); err != nil || len(ans.Choices) == 0 {
-		if e := sluice.ErrorOf(err); e != nil {
-			a.writeCallError(c, ctx, err)
-			return
-		}
+	if err := json.Unmarshal(raw, &ans); err != nil || len(ans.Choices) == 0 {
 		writeError(c, http.StatusBadGateway, "vendor", "bad_answer", "the vendor's answer could not be read", 0)
 		return
 	}
@@ -114,101 +131,88 @@ func (a *App) chatHandler(c *gin.Context) {
 		"usage": gin.H{"total_tokens": ans.Usage.TotalTokens}})
 }
 
-// writeCallError maps an outbound error: sluice layers by sluice.HTTPStatus,
-// a vendor status that outlived the retries by writeVendorStatus.
-func (a *App) writeCallError(c *gin.Context, ctx context.Context, err error) {
-	if ctx.Err() != nil && sluice.ErrorOf(err) == nil {
-		// The client went away (or the request's deadline passed before any
-		// layer decided); nobody reads the answer, but say what happened.
-		writeError(c, http.StatusGatewayTimeout, "app", "request_deadline", "the request's time budget ran out", 0)
-		return
-	}
-	var se *outbound.StatusError
-	if errors.As(err, &se) {
-		ra := time.Duration(0)
-		if e := sluice.ErrorOf(err); e != nil {
-			ra = e.RetryAfter
-		}
-		writeVendorStatus(c, se.StatusCode, ra)
-		return
-	}
-	e := sluice.ErrorOf(err)
-	if e == nil {
-		writeError(c, http.StatusBadGateway, "vendor", "unreachable", "the vendor could not be reached", 0)
-		return
-	}
-	ra := e.RetryAfter
-	status := sluice.HTTPStatus(e)
-	if status == http.StatusServiceUnavailable && ra <= 0 {
-		ra = time.Second
-	}
-	writeError(c, status, string(e.Layer), string(e.Reason), e.Error(), ra)
+// writeCallError answers an outbound error with sluice.WriteError: the
+// status, capped Retry-After and JSON body of sluice.ProblemOf, the one table
+// in docs/reference.md (a vendor's 429 that outlived the retries is 503
+// vendor/vendor_rate_limited, the request's own deadline 504
+// request/deadline_exceeded, an unreachable vendor 502 vendor/unreachable),
+// and never the error's own text.
+func writeCallError(c *gin.Context, err error) {
+	sluice.WriteError(c.Writer, err)
+	c.Abort()
 }
 
-// writeVendorStatus maps a vendor's error status: its rate limits (429, and
-// 503 with Retry-After) become 503 with Retry-After, anything else (a 503
-// without Retry-After included) 502, as docs/example-app.md says.
-func writeVendorStatus(c *gin.Context, code int, ra time.Duration) {
-	if code == http.StatusTooManyRequests || (code == http.StatusServiceUnavailable && ra > 0) {
-		if ra <= 0 {
-			ra = time.Second
-		}
-		writeError(c, http.StatusServiceUnavailable, "vendor", "vendor_rate_limited",
-			fmt.Sprintf("the vendor answered %d", code), ra)
-		return
-	}
-	writeError(c, http.StatusBadGateway, "vendor", "vendor_error", fmt.Sprintf("the vendor answered %d", code), 0)
-}
-
-// maxRetryAfter caps the Retry-After the app sends: a vendor may ask for
-// years (or send garbage that parses as years); our clients get at most this.
-const maxRetryAfter = time.Hour
-
+// writeError answers one of the app's own errors (auth, request, vendor
+// answers it cannot use) in the same JSON shape, through sluice.Problem.
 func writeError(c *gin.Context, status int, layer, reason, msg string, retryAfter time.Duration) {
-	retryAfter = min(retryAfter, maxRetryAfter)
-	if retryAfter > 0 {
-		c.Header("Retry-After", sluice.RetryAfterSeconds(retryAfter))
-	}
-	c.AbortWithStatusJSON(status, gin.H{"error": gin.H{"layer": layer, "reason": reason, "message": msg}})
+	sluice.Problem{Status: status, Layer: layer, Reason: reason, Message: msg,
+		RetryAfter: min(retryAfter, sluice.MaxRetryAfter)}.Write(c.Writer)
+	c.Abort()
 }
 
-func retryAfterOf(resp *http.Response) time.Duration {
-	d, _ := httpx.RetryAfter(resp.Header, time.Now())
-	return d
-}
-
-// relaySSE copies the vendor's event stream line by line, flushing after
-// each event, until the vendor ends it or the client goes away.
-func relaySSE(c *gin.Context, body io.Reader) {
+// relaySSE copies the vendor's event stream event by event, flushing after
+// each, until the vendor ends it or the client goes away. It holds at most one
+// event (maxEvent) in memory and writes only whole events, so that when the
+// stream fails (the vendor breaks it, the request's deadline passes, an event
+// is too large) the partial event is dropped and an in-band error event,
+// starting on a line boundary, ends the stream. A client that stops reading
+// makes Write fail at the request's deadline (the Deadline middleware's write
+// deadline), which ends the relay and releases the vendor call.
+func relaySSE(c *gin.Context, ctx context.Context, body io.Reader) {
 	c.Header("Content-Type", "text/event-stream")
 	c.Header("Cache-Control", "no-cache")
 	c.Status(http.StatusOK)
-	r := bufio.NewReaderSize(body, 16<<10)
+	r := bufio.NewReaderSize(body, maxEvent)
+	var event []byte // the lines of the current event so far
 	for {
-		line, err := r.ReadBytes('\n')
-		if len(line) > 0 {
-			if _, werr := c.Writer.Write(line); werr != nil {
-				return
-			}
-			if len(bytes.TrimSpace(line)) == 0 {
-				c.Writer.Flush()
-			}
-		}
-		if err != nil {
-			if err != io.EOF {
-				// The stream broke after the status was sent: tell the client
-				// in-band, the only place left.
-				e := sluice.ErrorOf(err)
-				reason := "stream_broken"
-				if e != nil {
-					reason = string(e.Reason)
-				}
-				fmt.Fprintf(c.Writer, "event: error\ndata: {\"error\":{\"reason\":%q}}\n\n", reason)
-			}
-			c.Writer.Flush()
+		line, err := r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) || len(event)+len(line) > maxEvent {
+			streamProblem(c, sluice.Problem{Layer: sluice.ProblemLayerVendor, Reason: "event_too_large",
+				Message: fmt.Sprintf("the vendor sent an event over %d bytes", maxEvent)})
 			return
 		}
+		event = append(event, line...)
+		if err == nil && len(bytes.TrimSpace(line)) != 0 {
+			continue // the event goes on
+		}
+		if err != nil && err != io.EOF {
+			// The stream broke after the status was sent: tell the client
+			// in-band, the only place left.
+			switch {
+			case ctx.Err() != nil:
+				streamProblem(c, sluice.ProblemOf(ctx.Err()))
+			case sluice.ErrorOf(err) != nil:
+				streamProblem(c, sluice.ProblemOf(err))
+			default:
+				streamProblem(c, sluice.Problem{Layer: sluice.ProblemLayerVendor, Reason: "stream_broken",
+					Message: "the vendor's stream broke"})
+			}
+			return
+		}
+		// A whole event, or what the vendor sent before it ended the stream.
+		if _, werr := c.Writer.Write(event); werr != nil {
+			return
+		}
+		c.Writer.Flush()
+		if err == io.EOF {
+			if ctx.Err() != nil {
+				// The stream ended as our deadline passed: a clean end here
+				// is the cut our cancellation caused (seen under load), not
+				// the vendor's last word.
+				streamProblem(c, sluice.ProblemOf(ctx.Err()))
+			}
+			return
+		}
+		event = event[:0]
 	}
+}
+
+// streamProblem ends a relayed stream with p as an in-band error event, whose
+// data is p's JSON error body (sluice.Problem's, as every other answer).
+func streamProblem(c *gin.Context, p sluice.Problem) {
+	data, _ := p.MarshalJSON()
+	_, _ = fmt.Fprintf(c.Writer, "event: error\ndata: %s\n\n", data)
+	c.Writer.Flush()
 }
 
 func newKey() string {

@@ -27,16 +27,25 @@ type Config struct {
 	QueueActive  int           // SLUICE_QUEUE_ACTIVE, default 64
 	QueueWaiting int           // SLUICE_QUEUE_WAITING, default 128
 	QueueTimeout time.Duration // SLUICE_QUEUE_TIMEOUT, default 2s
+	CriticalKeys []string      // SLUICE_CRITICAL_KEYS, default none
+	FairQueue    bool          // SLUICE_FAIR_QUEUE, default true
 
 	VendorMaxConns     int           // SLUICE_VENDOR_MAX_CONNS, default 16
 	VendorRate         limiter.Rate  // SLUICE_VENDOR_RATE, default 50-S (fleet-wide)
 	VendorTokens       limiter.Rate  // SLUICE_VENDOR_TOKENS, default off; e.g. 100000-M
 	VendorConcurrency  int           // SLUICE_VENDOR_CONCURRENCY, default 8
 	VendorQueueTimeout time.Duration // SLUICE_VENDOR_QUEUE_TIMEOUT, default 1s
+	VendorAdaptive     bool          // SLUICE_VENDOR_ADAPTIVE, default false
 	AttemptTimeout     time.Duration // SLUICE_ATTEMPT_TIMEOUT, default 10s
 	RetryAttempts      int           // SLUICE_RETRY_ATTEMPTS, default 3 (total attempts)
 	RequestTimeout     time.Duration // SLUICE_REQUEST_TIMEOUT, default 15s
 	ShutdownGrace      time.Duration // SLUICE_SHUTDOWN_GRACE, default 10s
+	ShutdownDelay      time.Duration // SLUICE_SHUTDOWN_DELAY, default 0: /readyz 503 before the listener closes
+
+	// The server's bounds on slow and idle clients.
+	ReadHeaderTimeout time.Duration // SLUICE_READ_HEADER_TIMEOUT, default 10s
+	BodyTimeout       time.Duration // SLUICE_BODY_TIMEOUT, default 10s
+	IdleTimeout       time.Duration // SLUICE_IDLE_TIMEOUT, default 60s
 
 	// The embedded fake vendor, used when VENDOR_URL is unset.
 	FakeLatency   time.Duration // SLUICE_FAKE_LATENCY, default 50ms
@@ -61,16 +70,24 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		QueueActive:  p.positive("SLUICE_QUEUE_ACTIVE", 64),
 		QueueWaiting: p.nonNegative("SLUICE_QUEUE_WAITING", 128),
 		QueueTimeout: p.duration("SLUICE_QUEUE_TIMEOUT", 2*time.Second),
+		CriticalKeys: p.keys("SLUICE_CRITICAL_KEYS"),
+		FairQueue:    p.bool("SLUICE_FAIR_QUEUE", true),
 
 		VendorMaxConns:     p.positive("SLUICE_VENDOR_MAX_CONNS", 16),
 		VendorRate:         p.smoothRate("SLUICE_VENDOR_RATE", "50-S"),
 		VendorTokens:       p.rate("SLUICE_VENDOR_TOKENS", "", true),
 		VendorConcurrency:  p.positive("SLUICE_VENDOR_CONCURRENCY", 8),
 		VendorQueueTimeout: p.duration("SLUICE_VENDOR_QUEUE_TIMEOUT", time.Second),
+		VendorAdaptive:     p.bool("SLUICE_VENDOR_ADAPTIVE", false),
 		AttemptTimeout:     p.duration("SLUICE_ATTEMPT_TIMEOUT", 10*time.Second),
 		RetryAttempts:      p.positive("SLUICE_RETRY_ATTEMPTS", 3),
 		RequestTimeout:     p.duration("SLUICE_REQUEST_TIMEOUT", 15*time.Second),
 		ShutdownGrace:      p.duration("SLUICE_SHUTDOWN_GRACE", 10*time.Second),
+		ShutdownDelay:      p.delay("SLUICE_SHUTDOWN_DELAY"),
+
+		ReadHeaderTimeout: p.duration("SLUICE_READ_HEADER_TIMEOUT", 10*time.Second),
+		BodyTimeout:       p.duration("SLUICE_BODY_TIMEOUT", 10*time.Second),
+		IdleTimeout:       p.duration("SLUICE_IDLE_TIMEOUT", 60*time.Second),
 
 		FakeLatency:   p.duration("SLUICE_FAKE_LATENCY", 50*time.Millisecond),
 		FakeCapacity:  p.nonNegative("SLUICE_FAKE_CAPACITY", 16),
@@ -167,6 +184,25 @@ func (p *parser) nonNegative(name string, def int) int {
 	return p.int(name, def, 0, "want a whole number >= 0")
 }
 
+// maxShutdownDelay bounds SLUICE_SHUTDOWN_DELAY: a pod's termination grace
+// period is 30s by default.
+const maxShutdownDelay = time.Minute
+
+// delay reads a duration that may be zero (the default), at most
+// maxShutdownDelay.
+func (p *parser) delay(name string) time.Duration {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > maxShutdownDelay {
+		p.fail(name, v, "want a Go duration from 0s to 1m, such as 5s")
+		return 0
+	}
+	return d
+}
+
 func (p *parser) duration(name string, def time.Duration) time.Duration {
 	v := strings.TrimSpace(p.getenv(name))
 	if v == "" {
@@ -213,7 +249,7 @@ func (p *parser) rate(name, def string, canBeOff bool) limiter.Rate {
 }
 
 // smoothRate is a rate that may be off, for a smooth limiter: one request
-// every Period/Limit, which must not round down to zero (outbound.WithRateLimit
+// every Period/Limit, which must not round down to zero (outbound.WithLocalRateLimit
 // would panic).
 func (p *parser) smoothRate(name, def string) limiter.Rate {
 	r := p.rate(name, def, true)
@@ -222,6 +258,63 @@ func (p *parser) smoothRate(name, def string) limiter.Rate {
 		return limiter.Rate{}
 	}
 	return r
+}
+
+func (p *parser) bool(name string, def bool) bool {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(name, v, "want true or false")
+		return def
+	}
+	return b
+}
+
+// Bounds on SLUICE_CRITICAL_KEYS.
+const (
+	maxCriticalKeys   = 1000
+	maxCriticalKeyLen = 256
+)
+
+// keys parses a comma-separated list of API keys. The keys are secrets: an
+// error names the variable and the entry's position, never a key.
+func (p *parser) keys(name string) []string {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return nil
+	}
+	parts := strings.Split(v, ",")
+	if len(parts) > maxCriticalKeys {
+		p.failSecret(name, fmt.Sprintf("%d keys, want at most %d", len(parts), maxCriticalKeys))
+		return nil
+	}
+	keys := make([]string, 0, len(parts))
+	for i, k := range parts {
+		k = strings.TrimSpace(k)
+		switch {
+		case k == "":
+			p.failSecret(name, fmt.Sprintf("key %d is empty; want comma-separated API keys", i+1))
+			return nil
+		case len(k) > maxCriticalKeyLen:
+			p.failSecret(name, fmt.Sprintf("key %d is longer than %d bytes", i+1, maxCriticalKeyLen))
+			return nil
+		case strings.ContainsFunc(k, func(r rune) bool { return r < 0x21 || r > 0x7e }):
+			p.failSecret(name, fmt.Sprintf("key %d has a space or a character that cannot be sent in X-API-Key", i+1))
+			return nil
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// failSecret is fail for a value that must not be printed.
+func (p *parser) failSecret(name, want string) {
+	if p.err == nil {
+		p.err = fmt.Errorf("config: %s=(not shown): %s", name, want)
+	}
 }
 
 // environ adapts os.Getenv.

@@ -68,7 +68,7 @@ func TestConfigDefaultsAreDocumented(t *testing.T) {
 	}
 
 	unset := map[string]string{"VENDOR_URL": def.VendorURL, "REDIS_URL": def.RedisURL,
-		"OTEL_EXPORTER_OTLP_ENDPOINT": def.OTLP}
+		"OTEL_EXPORTER_OTLP_ENDPOINT": def.OTLP, "SLUICE_CRITICAL_KEYS": strings.Join(def.CriticalKeys, ",")}
 	for _, n := range names {
 		d := defaults[n]
 		if d == "" {
@@ -113,10 +113,17 @@ func TestConfigRejectsInvalidValues(t *testing.T) {
 		"SLUICE_RETRY_ATTEMPTS":       {"0", "three"},
 		"SLUICE_REQUEST_TIMEOUT":      {"forever"},
 		"SLUICE_SHUTDOWN_GRACE":       {"10"},
+		"SLUICE_SHUTDOWN_DELAY":       {"-1s", "2m", "soon"},
+		"SLUICE_READ_HEADER_TIMEOUT":  {"10", "0s"},
+		"SLUICE_BODY_TIMEOUT":         {"-1s", "slow"},
+		"SLUICE_IDLE_TIMEOUT":         {"60", "0"},
 		"SLUICE_FAKE_LATENCY":         {"fast"},
 		"SLUICE_FAKE_CAPACITY":        {"-1"},
 		"SLUICE_FAKE_RATE":            {"-1", "1e3"},
 		"SLUICE_FAKE_ERROR_RATE":      {"1.5", "-0.1", "half"},
+		"SLUICE_CRITICAL_KEYS":        {"vip,", ",vip", "a,,b", "has space", "tab\tkey", strings.Repeat("k", 257), strings.Repeat("k,", 1000) + "k"},
+		"SLUICE_FAIR_QUEUE":           {"yes", "2"},
+		"SLUICE_VENDOR_ADAPTIVE":      {"on", "adaptive"},
 	}
 	// OTEL_SERVICE_NAME is free text: any value is a valid name.
 	freeText := map[string]bool{"OTEL_SERVICE_NAME": true}
@@ -156,6 +163,29 @@ func TestConfigRedactsPasswords(t *testing.T) {
 		if strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("the error %q shows the password", err)
 		}
+	}
+}
+
+// An invalid SLUICE_CRITICAL_KEYS is refused without showing a key: they are
+// secrets.
+func TestConfigNeverShowsCriticalKeys(t *testing.T) {
+	for _, v := range []string{"sk-hunter2,", "sk-hunter2 sk-other", "sk-hunter2," + strings.Repeat("x", 300)} {
+		_, err := LoadConfig(getenv(map[string]string{"SLUICE_CRITICAL_KEYS": v}))
+		if err == nil {
+			t.Errorf("LoadConfig accepted SLUICE_CRITICAL_KEYS=%q", v)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "xxx") {
+			t.Errorf("the error %q shows a key", err)
+		}
+	}
+	cfg, err := LoadConfig(getenv(map[string]string{"SLUICE_CRITICAL_KEYS": " vip-1 ,vip-2", "SLUICE_FAIR_QUEUE": "false",
+		"SLUICE_VENDOR_ADAPTIVE": "true"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg.CriticalKeys, []string{"vip-1", "vip-2"}) || cfg.FairQueue || !cfg.VendorAdaptive {
+		t.Errorf("parsed %q, fair %v, adaptive %v", cfg.CriticalKeys, cfg.FairQueue, cfg.VendorAdaptive)
 	}
 }
 

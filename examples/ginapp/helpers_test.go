@@ -47,7 +47,8 @@ type app struct {
 	srv *httptest.Server
 }
 
-// startApp starts NewApp(cfg) on httptest; the server and the app close when
+// startApp starts NewApp(cfg) on httptest, behind the http.Server that main
+// runs (newServer: its timeouts and limits); the server and the app close when
 // the test ends (after any vendor the test started before, which closes last).
 func startApp(t *testing.T, cfg Config) *app {
 	t.Helper()
@@ -55,7 +56,9 @@ func startApp(t *testing.T, cfg Config) *app {
 	if err != nil {
 		t.Fatalf("NewApp: %v", err)
 	}
-	srv := httptest.NewServer(a.Handler())
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config = newServer(a)
+	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

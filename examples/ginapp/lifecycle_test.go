@@ -166,10 +166,14 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("runDemo: %v", err)
 	}
 	out := buf.String()
-	for _, want := range []string{"requests sent", "served (200)", "rejected by", "vendor observed"} {
+	for _, want := range []string{"requests sent", "served (200)", "rejected by", "vendor observed", "How to read it:",
+		"API key", "critical", "abuser (heavy)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the demo's output lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "vip") {
+		t.Errorf("the demo printed the critical API key:\n%s", out)
 	}
 	if m := regexp.MustCompile(`(?m)^served \(200\)\s+(\d+)`).FindStringSubmatch(out); m == nil || m[1] == "0" {
 		t.Errorf("the demo served nothing:\n%s", out)
@@ -191,6 +195,9 @@ func TestDemo(t *testing.T) {
 		if peak < 1 || peak > c.limit {
 			t.Errorf("%s: the vendor saw a peak of %d, want 1..%d:\n%s", c.row, peak, c.limit, out)
 		}
+	}
+	if regexp.MustCompile(`(?m)^\s*\d+s\s+sent \d+`).MatchString(out) {
+		t.Errorf("progress lines in output that is not a terminal:\n%s", out)
 	}
 	t.Logf("\n%s", out)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 )
@@ -28,6 +29,7 @@ var demoDefaults = map[string]string{
 	"SLUICE_FAKE_LATENCY":         "100ms",
 	"SLUICE_FAKE_CAPACITY":        "12",
 	"SLUICE_FAKE_RATE":            "60",
+	"SLUICE_CRITICAL_KEYS":        "vip",
 }
 
 // demoEnv reads the environment, falling back to demoDefaults.
@@ -38,6 +40,12 @@ func demoEnv(getenv func(string) string) func(string) string {
 		}
 		return demoDefaults[k]
 	}
+}
+
+// isTerminal reports whether f is a terminal (a character device).
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // runDemo starts the app with the fake vendor on loopback, drives an overload
@@ -63,8 +71,18 @@ func runDemo(cfg Config, d time.Duration, w io.Writer) error {
 	}()
 
 	load := Load{URL: "http://" + ln.Addr().String(), Users: 5, Concurrency: 8, Duration: d}
+	if f, ok := w.(*os.File); ok && isTerminal(f) {
+		load.Progress = w
+	}
+	if len(cfg.CriticalKeys) > 0 {
+		load.Critical = cfg.CriticalKeys[0]
+	}
 	fmt.Fprintf(w, "sluice demo: %d users + 1 abusive user, %d+%d workers, for %s\n", load.Users,
 		load.Users*load.Concurrency, 4*load.Concurrency, d)
+	if load.Critical != "" {
+		fmt.Fprintf(w, "plus 1 critical user (SLUICE_CRITICAL_KEYS) with %d workers; fair queue across keys: %v\n",
+			max(1, load.Concurrency/4), cfg.FairQueue)
+	}
 	fmt.Fprintf(w, "fake vendor: latency %s, capacity %d concurrent, quota %d/s\n\n",
 		cfg.FakeLatency, cfg.FakeCapacity, cfg.FakeRate)
 	res := Drive(ctx, load)
@@ -80,5 +98,7 @@ func runDemo(cfg Config, d time.Duration, w io.Writer) error {
 	})
 	fmt.Fprintf(w, "vendor answered: %d served, %d rate-limited (429), %d overloaded (503), %d errors (500)\n",
 		st.Served, st.RateLimited, st.Overloaded, st.Errors)
+	fmt.Fprintln(w)
+	fmt.Fprint(w, legend)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -49,8 +50,12 @@ func NewTelemetry(ctx context.Context, cfg Config) (*Telemetry, error) {
 	}
 	tp := sdktrace.NewTracerProvider(topts...)
 
+	// The Go runtime and process metrics every Go service exports (go_*,
+	// process_*), and sluice's metrics without the otel_scope_* labels that
+	// would otherwise sit on every series.
 	reg := prometheus.NewRegistry()
-	pexp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pexp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
 		return nil, err
 	}

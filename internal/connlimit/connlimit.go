@@ -142,3 +142,10 @@ func (l *Limiter) Starved() bool {
 	defer l.mu.Unlock()
 	return len(l.waiters) > 0 && l.total >= l.max
 }
+
+// Waiting returns the number of dials waiting for a slot.
+func (l *Limiter) Waiting() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.waiters)
+}

@@ -3,6 +3,7 @@ package gcra
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sluice-go/sluice/internal/redistest"
+	"github.com/sluice-go/sluice/internal/ttlmap"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -170,8 +172,11 @@ func TestMemoryStoreIsBounded(t *testing.T) {
 	for i := 0; i < 20_000; i++ {
 		_, _ = s.Get(context.Background(), fmt.Sprintf("invented-%d", i), rate)
 	}
-	if n := s.Len(); n > 640 {
-		t.Fatalf("store holds %d keys, bound 640", n)
+	if b := s.Bytes(); b > ttlmap.ForKeys(640) {
+		t.Fatalf("store holds %d bytes, bound %d (640 keys of the longest form)", b, ttlmap.ForKeys(640))
+	}
+	if n := s.Len(); n < 640 {
+		t.Fatalf("store holds %d keys, room for at least 640", n)
 	}
 }
 
@@ -188,5 +193,67 @@ func TestRedisKeyIsNamespacedEscapedAndHashTagged(t *testing.T) {
 		if got := s.Key(key); got != want {
 			t.Errorf("Key(%q) = %q, want %q", key, got, want)
 		}
+	}
+}
+
+// TestHostileMemoryStoreLetsExpiredKeysGo (issue 11, finding 6): a key whose
+// burst is full again is the same as no key, so the store lets it go rather
+// than keep it until memory pressure evicts it. Before the fix such entries
+// stayed forever (until a full shard happened to evict them).
+func TestHostileMemoryStoreLetsExpiredKeysGo(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	s := NewMemoryStore(6400, func() time.Time { return now })
+	rate := limiter.Rate{Period: time.Hour, Limit: 5} // one request keeps a key for 12 min
+	ctx := context.Background()
+	for i := 0; i < 6400; i++ {
+		if d, _ := s.Decide(ctx, fmt.Sprintf("old-%d", i), 1, rate); d.Reached {
+			t.Fatalf("old key %d denied", i)
+		}
+	}
+	if n := s.Len(); n != 6400 {
+		t.Fatalf("holds %d keys, want all 6400 (room for 6400)", n)
+	}
+	now = now.Add(13 * time.Minute) // every old key's state is full again
+	// An expired key reads as absent, and a peek at it lets it go.
+	if d, _ := s.Decide(ctx, "old-0", 0, rate); d.Remaining != 5 || d.Reached {
+		t.Fatalf("peek at an expired key = %+v, want a full burst", d)
+	}
+	if n := s.Len(); n != 6399 {
+		t.Fatalf("holds %d keys after the peek, want 6399", n)
+	}
+	// New keys: each shard sweeps its expired entries every quarter of its
+	// capacity in new keys, so 3,200 of them (about 50 per shard, against a
+	// sweep every 25) leave only themselves.
+	for i := 0; i < 3200; i++ {
+		if d, _ := s.Decide(ctx, fmt.Sprintf("new-%d", i), 1, rate); d.Reached {
+			t.Fatalf("new key %d denied", i)
+		}
+	}
+	if n := s.Len(); n != 3200 {
+		t.Fatalf("holds %d keys, want the 3200 live ones only", n)
+	}
+}
+
+// TestHostileMemoryStoreHugeKeysAreHashed (issue 11, finding 6): a key is
+// charged at most ttlmap.MaxEntryBytes whatever its length, and distinct long
+// keys keep distinct states.
+func TestHostileMemoryStoreHugeKeysAreHashed(t *testing.T) {
+	s := NewMemoryStore(1000, nil)
+	rate := limiter.Rate{Period: time.Hour, Limit: 1}
+	ctx := context.Background()
+	long := strings.Repeat("x", 60<<10)
+	keys := []string{long + "a", long + "b", strings.Repeat("y", 32), strings.Repeat("z", 64), strings.Repeat("z", 65)}
+	for _, k := range keys {
+		if d, _ := s.Decide(ctx, k, 1, rate); d.Reached {
+			t.Fatalf("first request of a %d-byte key denied: another key's state", len(k))
+		}
+	}
+	for _, k := range keys {
+		if d, _ := s.Decide(ctx, k, 1, rate); !d.Reached {
+			t.Fatalf("second request of a %d-byte key admitted: its state was lost", len(k))
+		}
+	}
+	if b, most := s.Bytes(), int64(len(keys))*ttlmap.MaxEntryBytes; b > most {
+		t.Fatalf("%d keys hold %d bytes, want at most %d", len(keys), b, most)
 	}
 }

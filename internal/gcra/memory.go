@@ -2,78 +2,54 @@ package gcra
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/ulule/limiter/v3"
+
+	"github.com/sluice-go/sluice/internal/ttlmap"
 )
 
-const shards = 64
-
-// DefaultMaxKeys is the memory store's bound on tracked keys when none is given.
+// DefaultMaxKeys is the memory store's bound when none is given.
 const DefaultMaxKeys = 100_000
 
-// evictScan bounds the entries an insert into a full shard looks at.
-const evictScan = 16
-
-// MemoryStore is a GCRA limiter.Store in process memory holding at most
-// maxKeys keys. Safe for concurrent use; it starts no goroutine.
+// MemoryStore is a GCRA limiter.Store in process memory, bounded in bytes:
+// it holds at most maxKeys × ttlmap.MaxEntryBytes (128 B) of accounted
+// memory, so at least maxKeys keys of any length. A key longer than 64 bytes
+// is kept as its SHA-256 digest (two keys share a state only if their
+// digests collide). Safe for concurrent use; it starts no goroutine.
 //
 // A key whose state is full again (its theoretical arrival time has passed)
-// is the same as an absent key, so evicting it loses nothing; an insert into
-// a full shard first evicts such keys and, when it finds none among the few
-// it looks at, evicts one live key, which then starts again with a full
-// burst. An abuser inventing keys can therefore cost memory only up to the
+// is the same as an absent key, so it is let go at no cost: lazily, by a
+// sweep each shard runs every so many new keys, and first when room is
+// needed. When a full shard finds no such key among the few it looks at, it
+// evicts a live one, which then starts again with a full burst. An abuser
+// inventing keys, however long, can therefore cost memory only up to the
 // bound, and at worst give some users a fresh burst.
 type MemoryStore struct {
-	now      func() int64 // ns
-	perShard int
-	shard    [shards]memShard
+	now func() int64 // ns
+	m   *ttlmap.Map
 }
 
-type memShard struct {
-	mu sync.Mutex
-	m  map[string]int64 // key -> tat (ns)
-	_  [40]byte
-}
-
-// NewMemoryStore returns a store bounded to maxKeys keys (0: DefaultMaxKeys).
+// NewMemoryStore returns a store with room for maxKeys keys (0:
+// DefaultMaxKeys) on the clock now (nil: time.Now).
 func NewMemoryStore(maxKeys int, now func() time.Time) *MemoryStore {
 	if maxKeys <= 0 {
 		maxKeys = DefaultMaxKeys
 	}
-	s := &MemoryStore{perShard: max(1, (maxKeys+shards-1)/shards)}
+	s := &MemoryStore{m: ttlmap.New(ttlmap.ForKeys(maxKeys))}
 	if now == nil {
 		s.now = func() int64 { return time.Now().UnixNano() }
 	} else {
 		s.now = func() int64 { return now().UnixNano() }
 	}
-	for i := range s.shard {
-		s.shard[i].m = make(map[string]int64)
-	}
 	return s
 }
 
-// Len returns the number of keys held.
-func (s *MemoryStore) Len() int {
-	n := 0
-	for i := range s.shard {
-		sh := &s.shard[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
-}
+// Len returns the number of keys held, expired ones not yet let go included.
+func (s *MemoryStore) Len() int { return s.m.Len() }
 
-func (s *MemoryStore) shardOf(key string) *memShard {
-	h := uint32(2166136261) // FNV-1a
-	for i := 0; i < len(key); i++ {
-		h ^= uint32(key[i])
-		h *= 16777619
-	}
-	return &s.shard[h%shards]
-}
+// Bytes returns the accounted memory held, at most maxKeys × 128 bytes.
+func (s *MemoryStore) Bytes() int64 { return s.m.Bytes() }
 
 // Decide runs one decision for count requests (0: peek).
 func (s *MemoryStore) Decide(_ context.Context, key string, count int64, rate limiter.Rate) (Decision, error) {
@@ -81,39 +57,15 @@ func (s *MemoryStore) Decide(_ context.Context, key string, count int64, rate li
 	if !ok {
 		return denied(rate), nil
 	}
-	sh := s.shardOf(key)
-	sh.mu.Lock()
+	var d Decision
 	now := s.now()
-	tat, present := sh.m[key]
-	d, next, store := decide(now, tat, interval, tau, count, rate.Limit, time.Nanosecond)
-	if store {
-		if !present && len(sh.m) >= s.perShard {
-			sh.evict(now)
-		}
-		sh.m[key] = next
-	}
-	sh.mu.Unlock()
+	s.m.Update(key, now, func(tat int64) (int64, bool) {
+		var next int64
+		var store bool
+		d, next, store = decide(now, tat, interval, tau, count, rate.Limit, time.Nanosecond)
+		return next, store
+	})
 	return d, nil
-}
-
-// evict frees one slot: an expired key if one is among the first few, else
-// the first key seen (map order is random).
-func (sh *memShard) evict(now int64) {
-	n := 0
-	var victim string
-	for k, tat := range sh.m {
-		if tat <= now {
-			delete(sh.m, k)
-			return
-		}
-		if n == 0 {
-			victim = k
-		}
-		if n++; n >= evictScan {
-			break
-		}
-	}
-	delete(sh.m, victim)
 }
 
 // Get admits one request.
@@ -136,9 +88,6 @@ func (s *MemoryStore) Peek(ctx context.Context, key string, rate limiter.Rate) (
 
 // Reset forgets key's state.
 func (s *MemoryStore) Reset(_ context.Context, key string, rate limiter.Rate) (limiter.Context, error) {
-	sh := s.shardOf(key)
-	sh.mu.Lock()
-	delete(sh.m, key)
-	sh.mu.Unlock()
+	s.m.Delete(key)
 	return limiter.Context{Limit: rate.Limit, Remaining: rate.Limit, Reset: time.Now().Unix()}, nil
 }

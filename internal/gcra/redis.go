@@ -45,11 +45,9 @@ type RedisStore struct {
 
 // NewRedisStore returns a store whose keys are sluice:{<prefix>:<key>}:gcra,
 // the key escaped with rkey.Escape and the prefix too. timeout bounds every call
-// (it takes effect when the client has ContextTimeoutEnabled). It does no I/O.
+// on a client that honours context deadlines (middleware.NewGCRAStore refuses
+// one that does not: redisx.CheckDeadlines). It does no I/O.
 func NewRedisStore(client redis.Scripter, prefix string, timeout time.Duration) *RedisStore {
-	if client == nil {
-		panic("middleware: NewGCRAStore: nil Redis client")
-	}
 	return &RedisStore{client: client, prefix: rkey.Escape(prefix), timeout: timeout}
 }
 

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/sluice-go/sluice/internal/ttlmap"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -31,11 +33,10 @@ func TestCacheIsBounded(t *testing.T) {
 	for i := 0; i < 10_000; i++ {
 		c.Reject(fmt.Sprint(i), now.Add(time.Hour), now)
 	}
-	n := 0
-	for i := range c.shard {
-		n += len(c.shard[i].m)
+	if b := c.m.Bytes(); b > ttlmap.ForKeys(320) {
+		t.Fatalf("holds %d bytes, bound %d (320 keys of the longest form)", b, ttlmap.ForKeys(320))
 	}
-	if n > 320 {
-		t.Fatalf("holds %d keys, bound 320", n)
+	if n := c.Len(); n < 320 {
+		t.Fatalf("holds %d keys, room for at least 320", n)
 	}
 }

@@ -12,11 +12,18 @@
 //	if err != nil { return err }
 //	resp, err := next.RoundTrip(req)
 //	if d, ok := quota.CooldownFromResponse(resp, 0); ok { l.Cooldown(ctx, d) }
-//	// when the usage is known (UsageFromJSON, WatchSSE):
+//	// when the usage is known (WatchJSON, WatchSSE with a usage.Parser):
 //	r.Reconcile(ctx, actualTokens)
 //
 // Keys are sluice:{<escaped name>}:req, :cost, :cooldown and :members; they
 // share one hash tag, so Redis Cluster works.
+//
+// Costs come from outside (a vendor's usage), so they are clamped to
+// [0, Config.MaxCost] before any arithmetic, surcharges cannot put the
+// bucket more than one MaxCost into debt, and every window of a Config is at
+// most MaxWindow: no key outlives its documented bound (see Limiter) and
+// every RetryAfter is positive and bounded. Refunds (Reconcile below the
+// reservation, Cancel) apply on Redis and in-process alike.
 //
 // When Redis is unreachable (the redisx.Guard's health breaker is open, so no
 // request pays a Redis timeout) the Config.Fallback mode decides: LocalShare

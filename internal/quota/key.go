@@ -6,4 +6,7 @@ const (
 	KindCost     = "cost"
 	KindCooldown = "cooldown"
 	KindMembers  = "members"
+	// KindCooldownChannel is the pub/sub channel (not a key) on which
+	// Cooldown announces a cooldown to lease-mode processes.
+	KindCooldownChannel = "cooldown-ch"
 )

@@ -3,6 +3,7 @@ package quota
 import (
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -44,6 +45,15 @@ func TestConfigPanics(t *testing.T) {
 		"negative":   {Requests: 1, Per: time.Second, MaxWait: -1},
 		"too fast":   {Requests: 2_000_000, Per: time.Second},
 		"mode":       {Requests: 1, Per: time.Second, Fallback: 9},
+		// Windows over MaxWindow would make the script's arithmetic inexact
+		// or a RetryAfter overflow time.Duration.
+		"cost too fine":     {Cost: 1 << 40, CostPer: time.Minute},
+		"long per":          {Requests: 1, Per: MaxWindow + time.Hour},
+		"long burst":        {Requests: 1, Per: time.Hour, Burst: 1 << 30},
+		"long cost burst":   {Cost: 1, CostPer: time.Hour, CostBurst: 1 << 40},
+		"long max cost":     {Cost: 100, CostPer: time.Minute, MaxCost: math.MaxInt64},
+		"long max wait":     {Requests: 1, Per: time.Second, MaxWait: 400 * 24 * time.Hour},
+		"negative max cost": {Cost: 1, CostPer: time.Second, MaxCost: -1},
 	} {
 		func() {
 			defer func() {
@@ -173,10 +183,12 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// Cost: a surcharge pushes later callers back, a refund lets them in.
+// Cost: a surcharge pushes later callers back, a refund lets them in. A
+// MaxCost above the burst lets one request be charged more than the burst.
 func TestReconcile(t *testing.T) {
 	s := redistest.New(t)
-	l := newLimiter(t, guardFor(t, s.URL, redisx.Options{}), s.Prefix, Config{Cost: 1000, CostPer: time.Second, CostBurst: 100, Fallback: FailClosed})
+	l := newLimiter(t, guardFor(t, s.URL, redisx.Options{}), s.Prefix, Config{Cost: 1000, CostPer: time.Second, CostBurst: 100,
+		MaxCost: 400, Fallback: FailClosed})
 	ctx := context.Background()
 	r, err := l.Reserve(ctx, 100)
 	if err != nil {

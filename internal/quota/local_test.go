@@ -2,6 +2,9 @@ package quota
 
 import (
 	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,7 +47,7 @@ func TestLocalLimits(t *testing.T) {
 
 // TestLocalCooldown: a local cooldown refuses with vendor_cooldown.
 func TestLocalCooldown(t *testing.T) {
-	l := NewLocal("local", Config{Requests: 100, Per: time.Second, Burst: 10})
+	l := NewLocal("local", Config{Requests: 100, Per: time.Second, Burst: 10, MaxCooldown: 2 * time.Hour})
 	defer l.Close()
 	ctx := context.Background()
 	if err := l.Cooldown(ctx, time.Hour); err != nil {
@@ -53,5 +56,46 @@ func TestLocalCooldown(t *testing.T) {
 	_, err := l.Reserve(ctx, 0)
 	if e := sluice.ErrorOf(err); e == nil || e.Reason != sluice.ReasonVendorCooldown || e.RetryAfter < 59*time.Minute {
 		t.Fatalf("reserve during cooldown: %v; want vendor_cooldown with about 1h", err)
+	}
+}
+
+// TestLocalConcurrentNeverOveradmits: callers racing for the local buckets
+// are never admitted beyond burst + rate × elapsed. The clock used to be read
+// before the buckets' lock, so goroutines queued on it handed the buckets
+// times out of order; x/time/rate rewinds to an older time and credits the
+// span again, and the fleet's LocalShare fallback let through several times
+// its share under CPU contention (TestFleetRedisOutage, issue 13).
+func TestLocalConcurrentNeverOveradmits(t *testing.T) {
+	const run = 500 * time.Millisecond
+	for name, cfg := range map[string]Config{
+		"requests": {Requests: 100, Per: time.Second, Burst: 2},
+		"cost":     {Cost: 100, CostPer: time.Second, CostBurst: 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			l := NewLocal("local", cfg)
+			defer l.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), run)
+			defer cancel()
+			var admitted atomic.Int64
+			var wg sync.WaitGroup
+			start := time.Now()
+			for range 4 * runtime.GOMAXPROCS(0) {
+				wg.Go(func() {
+					for ctx.Err() == nil {
+						if _, err := l.Reserve(ctx, 1); err == nil {
+							admitted.Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			// Both quotas are 100 per second with a burst of 2; +1 for
+			// float rounding in the buckets.
+			limit := int64(2 + 100*elapsed.Seconds() + 1)
+			if n := admitted.Load(); n > limit {
+				t.Fatalf("admitted %d in %v; the quota allows at most %d", n, elapsed, limit)
+			}
+		})
 	}
 }

@@ -1,7 +1,6 @@
 package quota
 
 import (
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -105,52 +104,4 @@ func FuzzCooldownFromResponse(f *testing.F) {
 			t.Fatalf("got %v %v", d, ok)
 		}
 	})
-}
-
-func TestUsageFromJSON(t *testing.T) {
-	if n, ok := UsageFromJSON([]byte(`{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}`)); !ok || n != 12 {
-		t.Fatalf("got %d %v", n, ok)
-	}
-	for _, b := range []string{``, `{}`, `{"usage":null}`, `{"usage":{}}`, `{"usage":{"total_tokens":-1}}`, `[1]`, `{"usage":{"total_tokens":"x"}}`} {
-		if _, ok := UsageFromJSON([]byte(b)); ok {
-			t.Errorf("%q: ok", b)
-		}
-	}
-}
-
-// oneByte returns the stream one byte per Read, to cut lines everywhere.
-type oneByte struct{ r io.Reader }
-
-func (o oneByte) Read(p []byte) (int, error) { return o.r.Read(p[:min(1, len(p))]) }
-
-func TestWatchSSE(t *testing.T) {
-	stream := "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n" +
-		": comment\r\n" +
-		"data: " + strings.Repeat("x", maxLine+10) + "\n\n" +
-		"data: {\"choices\":[],\"usage\":{\"total_tokens\":42}}\r\n\r\n" +
-		"data: [DONE]\n\n"
-	for _, chunked := range []bool{false, true} {
-		var r io.Reader = strings.NewReader(stream)
-		if chunked {
-			r = oneByte{r}
-		}
-		calls, got, gotOK := 0, int64(0), false
-		body := WatchSSE(io.NopCloser(r), func(n int64, ok bool) { calls++; got, gotOK = n, ok })
-		b, err := io.ReadAll(body)
-		if err != nil || string(b) != stream {
-			t.Fatalf("stream altered: %v", err)
-		}
-		_ = body.Close()
-		if calls != 1 || got != 42 || !gotOK {
-			t.Fatalf("chunked=%v: calls=%d total=%d ok=%v", chunked, calls, got, gotOK)
-		}
-	}
-	// Closed early, nothing seen: called once with ok=false.
-	calls, gotOK := 0, true
-	body := WatchSSE(io.NopCloser(strings.NewReader("data: {}\n")), func(_ int64, ok bool) { calls++; gotOK = ok })
-	_ = body.Close()
-	_ = body.Close()
-	if calls != 1 || gotOK {
-		t.Fatalf("calls=%d ok=%v", calls, gotOK)
-	}
 }

@@ -2,127 +2,93 @@ package quota
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
-	"sync"
-)
 
-// UsageFromJSON returns usage.total_tokens of an OpenAI-style response body
-// (or of one SSE chunk's data).
-func UsageFromJSON(body []byte) (int64, bool) {
-	var v struct {
-		Usage *struct {
-			TotalTokens *int64 `json:"total_tokens"`
-		} `json:"usage"`
-	}
-	if json.Unmarshal(body, &v) != nil || v.Usage == nil || v.Usage.TotalTokens == nil || *v.Usage.TotalTokens < 0 {
-		return 0, false
-	}
-	return *v.Usage.TotalTokens, true
-}
+	"github.com/sluice-go/sluice/internal/bodyhook"
+	"github.com/sluice-go/sluice/internal/usage"
+)
 
 // WatchJSON wraps a JSON response body: it copies the body as the caller
 // reads it (up to limit bytes) and calls fn once, at EOF, on a read error or
-// at Close, whichever comes first, with usage.total_tokens of what was read
-// (ok false when there is none, or the body was over limit).
-func WatchJSON(body io.ReadCloser, limit int, fn func(total int64, ok bool)) io.ReadCloser {
-	return &jsonWatcher{rc: body, limit: limit, fn: fn}
+// at Close, whichever comes first, with what p.Body reads in what was read
+// (ok false when it reports no usage, or the body was over limit). Close may
+// race with Read (bodyhook.Wrap).
+func WatchJSON(body io.ReadCloser, limit int, p usage.Parser, fn func(t usage.Tokens, ok bool)) io.ReadCloser {
+	return bodyhook.Wrap(body, &jsonWatcher{limit: limit, p: p, fn: fn})
 }
 
+// jsonWatcher is the bodyhook.Watcher of WatchJSON; bodyhook serializes its
+// methods.
 type jsonWatcher struct {
-	rc    io.ReadCloser
 	limit int
-	fn    func(int64, bool)
-	mu    sync.Mutex // Close may race with Read
+	p     usage.Parser
+	fn    func(usage.Tokens, bool)
 	buf   []byte
 	over  bool
-	done  bool
 }
 
-func (w *jsonWatcher) Read(p []byte) (int, error) {
-	n, err := w.rc.Read(p)
-	w.mu.Lock()
-	if !w.over && !w.done {
-		if len(w.buf)+n > w.limit {
-			w.over, w.buf = true, nil
-		} else {
-			w.buf = append(w.buf, p[:n]...)
-		}
-	}
-	w.mu.Unlock()
-	if err != nil {
-		w.finish()
-	}
-	return n, err
-}
-
-func (w *jsonWatcher) Close() error {
-	err := w.rc.Close()
-	w.finish()
-	return err
-}
-
-func (w *jsonWatcher) finish() {
-	w.mu.Lock()
-	if w.done {
-		w.mu.Unlock()
+func (w *jsonWatcher) BodyData(p []byte) {
+	if w.over {
 		return
 	}
-	w.done = true
-	buf, over := w.buf, w.over
-	w.buf = nil
-	w.mu.Unlock()
-	n, ok := UsageFromJSON(buf)
-	w.fn(n, ok && !over)
+	if len(w.buf)+len(p) > w.limit {
+		w.over, w.buf = true, nil
+		return
+	}
+	w.buf = append(w.buf, p...)
 }
 
-// maxLine bounds the partial line WatchSSE keeps; longer lines are skipped.
-const maxLine = 64 << 10
+func (w *jsonWatcher) BodyDone() {
+	var t usage.Tokens
+	ok := false
+	if !w.over {
+		t, ok = w.p.Body(w.buf)
+	}
+	w.buf = nil
+	w.fn(t, ok)
+}
+
+// MaxSSELine bounds the line WatchSSE keeps, and the data of one event (the
+// concatenation of its data: lines); a longer line, or an event with more
+// data, is skipped.
+const MaxSSELine = 64 << 10
 
 // WatchSSE wraps an SSE response body: as the data passes through Read it
-// watches the "data:" lines for usage.total_tokens (OpenAI sends it in the
-// final chunk with stream_options.include_usage) and calls fn once, at EOF,
-// on a read error or at Close, whichever comes first, with the last total seen
-// (ok false if none). It keeps at most one line (64 KiB) in memory.
-func WatchSSE(body io.ReadCloser, fn func(total int64, ok bool)) io.ReadCloser {
-	return &sseWatcher{rc: body, fn: fn}
+// reads the stream's events and feeds each event's data (its data: lines,
+// joined by newlines) to p.Event, and calls fn once, at EOF, on a read error
+// or at Close, whichever comes first, with the usage that p folded from the
+// events (ok false if none reported any). An event cut off by the end of the
+// body is fed too. It keeps at most one line and one event's data
+// (MaxSSELine each) in memory. Close may race with Read (bodyhook.Wrap).
+func WatchSSE(body io.ReadCloser, p usage.Parser, fn func(t usage.Tokens, ok bool)) io.ReadCloser {
+	return bodyhook.Wrap(body, &sseWatcher{p: p, fn: fn})
 }
 
+// sseWatcher is the bodyhook.Watcher of WatchSSE; bodyhook serializes its
+// methods.
 type sseWatcher struct {
-	rc    io.ReadCloser
-	fn    func(int64, bool)
-	line  []byte
-	skip  bool // the current line overflowed maxLine
-	total int64
-	ok    bool
-	once  sync.Once
+	p    usage.Parser
+	fn   func(usage.Tokens, bool)
+	line []byte
+	skip bool // the current line overflowed MaxSSELine
+	// data is the current event's data so far; hasData says it has a data
+	// field (possibly empty); skipEvent that its data overflowed MaxSSELine.
+	data               []byte
+	hasData, skipEvent bool
+	tokens             usage.Tokens
+	ok                 bool
 }
 
-func (w *sseWatcher) Read(p []byte) (int, error) {
-	n, err := w.rc.Read(p)
-	w.scan(p[:n])
-	if err != nil {
-		w.finish()
+func (w *sseWatcher) BodyDone() {
+	if len(w.line) > 0 && !w.skip {
+		w.onLine(w.line)
 	}
-	return n, err
+	w.dispatch()
+	w.line, w.data = nil, nil
+	w.fn(w.tokens, w.ok)
 }
 
-func (w *sseWatcher) Close() error {
-	err := w.rc.Close()
-	w.finish()
-	return err
-}
-
-func (w *sseWatcher) finish() {
-	w.once.Do(func() {
-		if len(w.line) > 0 && !w.skip {
-			w.onLine(w.line)
-		}
-		w.fn(w.total, w.ok)
-	})
-}
-
-func (w *sseWatcher) scan(b []byte) {
+func (w *sseWatcher) BodyData(b []byte) {
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
 		chunk := b
@@ -130,7 +96,7 @@ func (w *sseWatcher) scan(b []byte) {
 			chunk = b[:i]
 		}
 		if !w.skip {
-			if len(w.line)+len(chunk) > maxLine {
+			if len(w.line)+len(chunk) > MaxSSELine {
 				w.skip, w.line = true, w.line[:0]
 			} else {
 				w.line = append(w.line, chunk...)
@@ -139,7 +105,11 @@ func (w *sseWatcher) scan(b []byte) {
 		if i < 0 {
 			return
 		}
-		if !w.skip {
+		if w.skip {
+			// The overflowing line may have been this event's data: the
+			// event is incomplete, so it is not read.
+			w.skipEvent = true
+		} else {
 			w.onLine(w.line)
 		}
 		w.line, w.skip = w.line[:0], false
@@ -147,17 +117,49 @@ func (w *sseWatcher) scan(b []byte) {
 	}
 }
 
+// onLine reads one line of the stream (without its LF): a blank line ends
+// the event, a data field adds to its data, anything else (a comment, the
+// event, id and retry fields) is of no use here.
 func (w *sseWatcher) onLine(line []byte) {
 	line = bytes.TrimSuffix(line, []byte("\r"))
-	data, found := bytes.CutPrefix(line, []byte("data:"))
+	if len(line) == 0 {
+		w.dispatch()
+		return
+	}
+	value, found := bytes.CutPrefix(line, []byte("data"))
 	if !found {
 		return
 	}
-	data = bytes.TrimSpace(data)
-	if len(data) == 0 || data[0] != '{' || !bytes.Contains(data, []byte(`"usage"`)) {
+	switch {
+	case len(value) == 0: // "data": a data field with an empty value
+	case value[0] == ':':
+		value = bytes.TrimPrefix(value[1:], []byte(" "))
+	default: // "database: ...", another field
 		return
 	}
-	if t, ok := UsageFromJSON(data); ok {
-		w.total, w.ok = t, true
+	if w.skipEvent {
+		return
 	}
+	n := len(w.data) + len(value)
+	if w.hasData {
+		n++
+	}
+	if n > MaxSSELine {
+		w.skipEvent, w.data = true, w.data[:0]
+		return
+	}
+	if w.hasData {
+		w.data = append(w.data, '\n')
+	}
+	w.data, w.hasData = append(w.data, value...), true
+}
+
+// dispatch ends the current event, feeding its data to the parser.
+func (w *sseWatcher) dispatch() {
+	if w.hasData && !w.skipEvent {
+		if t, ok := w.p.Event(w.tokens, w.data); ok {
+			w.tokens, w.ok = t, true
+		}
+	}
+	w.data, w.hasData, w.skipEvent = w.data[:0], false, false
 }

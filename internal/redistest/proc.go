@@ -2,12 +2,14 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,7 +60,9 @@ func (p *Proc) waitReady() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err := c.Ping(ctx).Err()
 		cancel()
-		if err == nil {
+		// Any reply from the server means it is up: a server started with
+		// --requirepass answers NOAUTH to an unauthenticated PING.
+		if err == nil || isReply(err) {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -70,6 +74,13 @@ func (p *Proc) waitReady() error {
 		case <-time.After(20 * time.Millisecond): // polling for readiness, not settling
 		}
 	}
+}
+
+// isReply reports whether err is an error reply from a running server (such
+// as NOAUTH) rather than a failure to reach it.
+func isReply(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.HasPrefix(err.Error(), "NOAUTH")
 }
 
 // Signal sends sig to the process.

@@ -1,18 +1,21 @@
 // Package redistest gives tests a real Redis: the one named by REDIS_URL, or a
 // redis-server started on a free loopback port and stopped when the test ends.
 // It can also start a private instance to kill, pause and resume, and a
-// 3-master Redis Cluster on loopback ports.
+// 3-master Redis Cluster on loopback ports, with or without a replica per
+// master.
 //
 // Without Redis the helpers skip the test with a message saying how to get one;
 // when CI=true they fail it instead.
 package redistest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -137,6 +140,12 @@ func (s *Server) stop() {
 	s.proc = nil
 }
 
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.own || s.proc != nil
+}
+
 func (s *Server) mustOwn(op string) {
 	s.t.Helper()
 	if !s.own {
@@ -144,9 +153,11 @@ func (s *Server) mustOwn(op string) {
 	}
 }
 
-// Client returns a go-redis client for the server, closed when the test ends.
+// Client returns a go-redis client for the server with go-redis's defaults
+// but ContextTimeoutEnabled (which sluice's constructors require), closed
+// when the test ends.
 func (s *Server) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, ContextTimeoutEnabled: true})
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -208,15 +219,17 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// Cluster is a 3-master Redis Cluster on loopback ports.
+// Cluster is a Redis Cluster on loopback ports: 3 masters, and with
+// StartClusterWithReplicas one replica per master.
 type Cluster struct {
-	// Addrs are the masters' host:port.
+	// Addrs are every node's host:port, in the order of Nodes.
 	Addrs []string
-	// Nodes are the masters, which a test may kill, pause or resume.
+	// Nodes are the nodes, which a test may kill, pause or resume.
 	Nodes []*Server
 	// Prefix is unique to this test.
 	Prefix string
 	t      testing.TB
+	ids    []string // cluster node ids, in the order of Nodes
 }
 
 // StartCluster starts 3 masters in cluster mode, assigns the 16384 slots with
@@ -224,11 +237,28 @@ type Cluster struct {
 // stopped when the test ends.
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
+	return startCluster(t, 0)
+}
+
+// StartClusterWithReplicas starts 3 masters and 3 replicas in cluster mode
+// (redis-cli --cluster create --cluster-replicas 1) with a node timeout of 2s,
+// and waits until every node agrees the cluster is ok and every replica is in
+// sync with its master, so that killing a master fails over to its replica.
+// Everything is stopped when the test ends.
+func StartClusterWithReplicas(t testing.TB) *Cluster {
+	t.Helper()
+	return startCluster(t, 1)
+}
+
+func startCluster(t testing.TB, replicas int) *Cluster {
+	t.Helper()
 	if _, err := exec.LookPath("redis-cli"); err != nil {
 		unavailable(t, "redis-cli is not on PATH")
 	}
+	// Registered first, so it runs last: after the test's clients are closed.
+	t.Cleanup(func() { waitDialProbes(t) })
 	c := &Cluster{Prefix: uniquePrefix(t), t: t}
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 3*(1+replicas); i++ {
 		busPort := FreePort(t)
 		n := Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "2000", "--cluster-port", strconv.Itoa(busPort))
@@ -236,33 +266,132 @@ func StartCluster(t testing.TB) *Cluster {
 		c.Addrs = append(c.Addrs, n.Addr)
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	out, err := exec.Command("redis-cli", args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
 	}
-	deadline := time.Now().Add(readyTimeout)
-	for _, addr := range c.Addrs {
-		cl := redis.NewClient(&redis.Options{Addr: addr})
-		for {
-			info, err := cl.ClusterInfo(context.Background()).Result()
-			if err == nil && strings.Contains(info, "cluster_state:ok") {
-				break
-			}
-			if time.Now().After(deadline) {
-				cl.Close()
-				t.Fatalf("redistest: cluster not ok after %s: %v %s", readyTimeout, err, info)
-			}
-			time.Sleep(50 * time.Millisecond) // polling for readiness
-		}
+	ctx := context.Background()
+	for _, n := range c.Nodes {
+		cl := redis.NewClient(&redis.Options{Addr: n.Addr})
+		id, err := cl.ClusterMyID(ctx).Result()
 		cl.Close()
+		if err != nil {
+			t.Fatalf("redistest: CLUSTER MYID on %s: %v", n.Addr, err)
+		}
+		c.ids = append(c.ids, id)
 	}
+	c.waitFor("cluster_state:ok on every node with every replica in sync", func(cl *redis.Client) bool {
+		info, err := cl.ClusterInfo(ctx).Result()
+		if err != nil || !strings.Contains(info, "cluster_state:ok") ||
+			!strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(len(c.Nodes))+"\r") {
+			return false
+		}
+		repl, err := cl.Info(ctx, "replication").Result()
+		return err == nil && (strings.Contains(repl, "role:master") || strings.Contains(repl, "master_link_status:up"))
+	})
 	return c
 }
 
-// Client returns a cluster client, closed when the test ends.
+// waitFor polls every live node until cond holds on all of them, for at most
+// readyTimeout.
+func (c *Cluster) waitFor(what string, cond func(*redis.Client) bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(readyTimeout)
+	for _, n := range c.Nodes {
+		if !n.running() {
+			continue
+		}
+		cl := redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1})
+		for !cond(cl) {
+			if time.Now().After(deadline) {
+				cl.Close()
+				c.t.Fatalf("redistest: cluster: no %s after %s (node %s)", what, readyTimeout, n.Addr)
+			}
+			time.Sleep(50 * time.Millisecond) // polling the cluster's state, not settling
+		}
+		cl.Close()
+	}
+}
+
+// Client returns a cluster client seeded with every node, with go-redis's
+// defaults but ContextTimeoutEnabled (which sluice's constructors require),
+// closed when the test ends.
 func (c *Cluster) Client() *redis.ClusterClient {
-	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs})
+	cl := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, ContextTimeoutEnabled: true})
 	c.t.Cleanup(func() { _ = cl.Close() })
 	return cl
+}
+
+// MasterOf returns the node that serves key now.
+func (c *Cluster) MasterOf(key string) *Server {
+	c.t.Helper()
+	cl := c.Client()
+	n, err := cl.MasterForKey(context.Background(), key)
+	if err != nil {
+		c.t.Fatalf("redistest: master for %q: %v", key, err)
+	}
+	for _, s := range c.Nodes {
+		if s.Addr == n.Options().Addr {
+			return s
+		}
+	}
+	c.t.Fatalf("redistest: master %s for %q is not a node of this cluster", n.Options().Addr, key)
+	return nil
+}
+
+// WaitFailover waits (at most 20s, polling) until every live node marks the
+// killed master as failed, holds none of its slots by it any more (its
+// replica took them over) and reports cluster_state:ok.
+func (c *Cluster) WaitFailover(killed *Server) {
+	c.t.Helper()
+	id := ""
+	for i, n := range c.Nodes {
+		if n == killed {
+			id = c.ids[i]
+		}
+	}
+	if id == "" {
+		c.t.Fatalf("redistest: %s is not a node of this cluster", killed.Addr)
+	}
+	ctx := context.Background()
+	c.waitFor("failover of "+killed.Addr, func(cl *redis.Client) bool {
+		info, err := cl.ClusterInfo(ctx).Result()
+		if err != nil || !strings.Contains(info, "cluster_state:ok") {
+			return false
+		}
+		nodes, err := cl.ClusterNodes(ctx).Result()
+		if err != nil {
+			return false
+		}
+		for _, line := range strings.Split(nodes, "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 8 && f[0] == id {
+				// <id> <addr> <flags> <master> <ping> <pong> <epoch> <link> [slots...]
+				return strings.Contains(","+f[2]+",", ",fail,") && len(f) == 8
+			}
+		}
+		return false
+	})
+}
+
+// waitDialProbes waits, at most 5s, for go-redis's background dial probes to
+// end. After repeated dial failures (a killed node) a client's pool probes the
+// address once a second until it is closed, and notices that it was closed
+// only at its next probe.
+func waitDialProbes(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	buf := make([]byte, 4<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if !bytes.Contains(buf[:n], []byte("pool.(*ConnPool).tryDial")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("redistest: go-redis dial probes still running 5s after the test: a client was not closed")
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // polling for the probes' end
+	}
 }

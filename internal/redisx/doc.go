@@ -16,6 +16,9 @@
 // one call goes through as a probe; its success closes the breaker, its failure
 // opens it for another period. Errors that prove Redis answered (a script
 // error, NOSCRIPT, redis.Nil) and the caller's own cancellation do not count.
+// On a Cluster client a failure also asks go-redis to reload the slot map, so
+// that after a failover the next probe reaches the promoted replica instead of
+// the dead master (go-redis alone notices only every 60s, or on MOVED).
 //
 // A Guard is safe for concurrent use.
 package redisx

@@ -25,7 +25,11 @@ const (
 // Options configures a Guard. The zero value is ready to use.
 type Options struct {
 	// Timeout bounds every call (it is applied as a context deadline; the
-	// client must honour it: see NewClientOptions). Zero means 50ms.
+	// client must honour it: see NewClientOptions and CheckDeadlines, which
+	// the public constructors apply). Zero means 50ms. The
+	// client's own socket and pool timeouts still apply and the smaller one
+	// fires first: with NewClientOptions's (50ms, 20ms for a pooled
+	// connection) a longer Timeout needs them raised too.
 	Timeout time.Duration
 	// HealthPeriod is how long the health breaker stays open after a failure
 	// before it lets one probe through. Zero means 1s.
@@ -91,6 +95,13 @@ func (g *Guard) release(err error) {
 	if isFailure(err) {
 		g.cause.Store(&unavailableError{err})
 		g.health.Failure(time.Now())
+		if r, ok := g.c.(stateReloader); ok {
+			// A Cluster client learns of a failover only from a MOVED
+			// reply or every ClusterStateReloadInterval (60s by default);
+			// a dead master answers nothing, so ask for the slot map now.
+			// At most once per health period: the breaker is open now.
+			r.ReloadState(context.Background())
+		}
 	} else {
 		g.health.Success()
 	}
@@ -169,6 +180,10 @@ func isFailure(err error) bool {
 	// Timeouts, pool timeouts, closed connections, EOFs, refused dials: no answer.
 	return true
 }
+
+// stateReloader is a Redis Cluster client (redis.ClusterClient): ReloadState
+// refreshes its slot map in the background.
+type stateReloader interface{ ReloadState(ctx context.Context) }
 
 type unavailableError struct{ err error }
 

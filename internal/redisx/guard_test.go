@@ -246,3 +246,24 @@ func TestPauseKillRecover(t *testing.T) {
 		}
 	}
 }
+
+// CheckDeadlines refuses the go-redis clients that ignore context deadlines
+// (ContextTimeoutEnabled false), whatever their kind, and trusts the rest.
+func TestCheckDeadlines(t *testing.T) {
+	off := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialed
+	on := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})
+	clusterOff := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
+	clusterOn := redis.NewClusterClient(NewClusterOptions([]string{"127.0.0.1:1"}))
+	t.Cleanup(func() { _, _, _, _ = off.Close(), on.Close(), clusterOff.Close(), clusterOn.Close() })
+	type wrapped struct{ *redis.Client }
+	for _, c := range []any{off, clusterOff, wrapped{off}} {
+		if err := CheckDeadlines(c); err == nil {
+			t.Errorf("%T without ContextTimeoutEnabled accepted", c)
+		}
+	}
+	for _, c := range []any{on, clusterOn, wrapped{on}, nil, struct{}{}} {
+		if err := CheckDeadlines(c); err != nil {
+			t.Errorf("%T refused: %v", c, err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package redisx
 
 import (
+	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -55,3 +56,35 @@ func NewClusterOptions(addrs []string) *redis.ClusterOptions {
 		ContextTimeoutEnabled: true,
 	}
 }
+
+// CheckDeadlines returns an error when c is a go-redis Client, ClusterClient
+// or Ring (or a type embedding one) built without ContextTimeoutEnabled: such
+// a client ignores context deadlines on socket I/O, so a stalled Redis
+// (SIGSTOP, a full network buffer, a failover) holds every call for the
+// client's ReadTimeout, seconds by default, whatever deadline sluice puts on
+// it. The public constructors panic with it, so that the documented per-call
+// bound holds for every client they accept. Other implementations of
+// redis.UniversalClient cannot be inspected and are trusted to honour
+// context deadlines.
+func CheckDeadlines(c any) error {
+	var on bool
+	switch o := c.(type) {
+	case interface{ Options() *redis.Options }:
+		on = o.Options().ContextTimeoutEnabled
+	case interface{ Options() *redis.ClusterOptions }:
+		on = o.Options().ContextTimeoutEnabled
+	case interface{ Options() *redis.RingOptions }:
+		on = o.Options().ContextTimeoutEnabled
+	default:
+		return nil
+	}
+	if on {
+		return nil
+	}
+	return errIgnoresDeadlines
+}
+
+var errIgnoresDeadlines = errors.New("the Redis client ignores context deadlines (its options leave " +
+	"ContextTimeoutEnabled false), so a stalled Redis would hold each call for the client's ReadTimeout " +
+	"(seconds by default) instead of sluice's timeout: build it with ContextTimeoutEnabled: true " +
+	"(fleet.NewClient does), best with tight Dial/Read/Write timeouts and MaxRetries: -1")

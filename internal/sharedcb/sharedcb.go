@@ -372,3 +372,7 @@ func (b *Breaker) OpenRemaining() time.Duration {
 	}
 	return 0
 }
+
+// RedisHealthy reports whether the breaker's Redis health breaker is closed,
+// for the status page.
+func (b *Breaker) RedisHealthy() bool { return b.g.Healthy() }

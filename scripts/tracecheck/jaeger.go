@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strings"
 	"time"
 )
 
@@ -89,4 +90,54 @@ func waitTraces(service string, tags map[string]string, within time.Duration) (i
 		}
 		time.Sleep(250 * time.Millisecond) // polling the query API
 	}
+}
+
+// docService is the app's default OTEL_SERVICE_NAME, which the docs' query
+// commands name.
+const docService = "sluice-ginapp"
+
+// docCommands returns the Jaeger query commands of a doc: the lines of its
+// ```sh blocks that start with curl and address the query API.
+func docCommands(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var cmds []string
+	inSh := false
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "```"):
+			inSh = !inSh && strings.TrimSpace(line) == "```sh"
+		case inSh && strings.HasPrefix(line, "curl ") && strings.Contains(line, jaegerQuery):
+			cmds = append(cmds, line)
+		}
+	}
+	if len(cmds) == 0 {
+		return nil, fmt.Errorf("%s: no curl command for %s in a sh block; the check would prove nothing", path, jaegerQuery)
+	}
+	return cmds, nil
+}
+
+// runDocCommand runs a command as a user who pasted it into a shell would,
+// and returns how many traces Jaeger's answer holds; an answer with errors,
+// or that is not Jaeger's JSON, is an error.
+func runDocCommand(command string) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "sh", "-c", command).Output()
+	if err != nil {
+		return 0, err
+	}
+	var tr struct {
+		Data   []json.RawMessage `json:"data"`
+		Errors []json.RawMessage `json:"errors"`
+	}
+	if err := json.Unmarshal(out, &tr); err != nil {
+		return 0, fmt.Errorf("not Jaeger's JSON: %w: %.200s", err, out)
+	}
+	if len(tr.Errors) > 0 {
+		return len(tr.Data), fmt.Errorf("jaeger answered errors: %s", tr.Errors)
+	}
+	return len(tr.Data), nil
 }

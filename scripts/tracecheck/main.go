@@ -2,7 +2,9 @@
 // (in-memory, bound to 127.0.0.1), runs the example app exporting traces to
 // it, drives traffic that trips every inbound layer and the main outbound
 // ones, and fails unless Jaeger's query API finds spans tagged with each
-// expected resilience.layer and error.type.
+// expected resilience.layer and error.type. Then it runs the Jaeger query
+// commands of docs/operations.md exactly as written (with sh) and fails unless
+// each finds a trace.
 //
 //	go run ./scripts/tracecheck -jaeger tools/bin/jaeger -app /tmp/ginapp
 //
@@ -26,10 +28,14 @@ import (
 
 // phase is one run of the app with a configuration chosen to trip some layers.
 type phase struct {
-	name   string
-	env    []string
-	drive  func(base string)
-	expect [][2]string // {resilience.layer, error.type}
+	name string
+	// service is the app's OTEL_SERVICE_NAME; empty means one made of the
+	// phase's name. The phase whose traces the docs' commands look for
+	// keeps the app's default, which those commands name.
+	service string
+	env     []string
+	drive   func(base string)
+	expect  [][2]string // {resilience.layer, error.type}
 }
 
 func main() {
@@ -37,18 +43,23 @@ func main() {
 	config := flag.String("config", "scripts/jaeger.yaml", "the Jaeger config")
 	appBin := flag.String("app", "", "the example app binary")
 	logDir := flag.String("logs", os.TempDir(), "where to write the Jaeger and app logs")
+	docs := flag.String("docs", "docs/operations.md", "the doc whose Jaeger query commands are run as written")
 	flag.Parse()
 	if *appBin == "" {
 		fmt.Fprintln(os.Stderr, "tracecheck: -app is required")
 		os.Exit(2)
 	}
-	if err := run(*jaegerBin, *config, *appBin, *logDir); err != nil {
+	if err := run(*jaegerBin, *config, *appBin, *logDir, *docs); err != nil {
 		fmt.Fprintln(os.Stderr, "tracecheck: FAIL:", err)
 		os.Exit(1)
 	}
 }
 
-func run(jaegerBin, config, appBin, logDir string) error {
+func run(jaegerBin, config, appBin, logDir, docs string) error {
+	commands, err := docCommands(docs)
+	if err != nil {
+		return err
+	}
 	stop, err := startJaeger(jaegerBin, config, filepath.Join(logDir, "tracecheck-jaeger.log"))
 	if err != nil {
 		return err
@@ -57,7 +68,10 @@ func run(jaegerBin, config, appBin, logDir string) error {
 	var missing []string
 	checked := 0
 	for _, ph := range phases() {
-		service := fmt.Sprintf("sluice-tracecheck-%s-%d", ph.name, os.Getpid())
+		service := ph.service
+		if service == "" {
+			service = fmt.Sprintf("sluice-tracecheck-%s-%d", ph.name, os.Getpid())
+		}
 		if err := runApp(appBin, service, ph, filepath.Join(logDir, "tracecheck-"+ph.name+".log")); err != nil {
 			return fmt.Errorf("phase %s: %w", ph.name, err)
 		}
@@ -78,6 +92,13 @@ func run(jaegerBin, config, appBin, logDir string) error {
 			strings.Join(missing, ", "))
 	}
 	fmt.Printf("tracecheck: all %d layer/reason pairs found in Jaeger\n", checked)
+	for _, c := range commands {
+		n, err := runDocCommand(c)
+		if err != nil || n == 0 {
+			return fmt.Errorf("the command of %s finds no trace (%d, %v): %s", docs, n, err, c)
+		}
+		fmt.Printf("tracecheck: %s: traces=%d: %s\n", docs, n, c)
+	}
 	return nil
 }
 
@@ -248,7 +269,8 @@ func phases() []phase {
 		{
 			// One vendor call at a time, 200ms each, a 50ms wait for the
 			// bulkhead: most of each burst times out in its queue.
-			name: "bulkhead",
+			name:    "bulkhead",
+			service: docService,
 			env: with("SLUICE_VENDOR_CONCURRENCY=1", "SLUICE_VENDOR_QUEUE_TIMEOUT=50ms", "SLUICE_ATTEMPT_TIMEOUT=5s",
 				"SLUICE_RETRY_ATTEMPTS=1", "SLUICE_FAKE_LATENCY=200ms"),
 			drive: func(base string) {

@@ -1,6 +1,11 @@
 package main
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -49,6 +54,55 @@ func TestPhasesCoverTheLayersTheyClaim(t *testing.T) {
 			if !expected[[2]string{string(l), string(r)}] {
 				t.Errorf("inbound %s/%s is not checked in Jaeger", l, r)
 			}
+		}
+	}
+}
+
+// TestDocCommandsReachJaegerIntact runs each Jaeger query command of
+// docs/operations.md, as written but for the address, against a loopback
+// server that answers like Jaeger's query API only if the query string
+// arrived intact: the service the docs' phase uses and tags that are JSON.
+// (A URL with the tags pasted in arrived without its braces: curl reads them
+// as URL globbing.) The Jaeger end-to-end check runs them against Jaeger.
+func TestDocCommandsReachJaegerIntact(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("the docs' commands use curl")
+	}
+	cmds, err := docCommands("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layers []string
+	for _, ph := range phases() {
+		if ph.service == docService {
+			for _, lr := range ph.expect {
+				layers = append(layers, lr[0])
+			}
+		}
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		var tags map[string]string
+		if r.URL.Path != "/api/traces" || q.Get("service") != docService {
+			http.Error(w, `{"data":null,"errors":[{"msg":"wrong path or service"}]}`, http.StatusBadRequest)
+			return
+		}
+		if err := json.Unmarshal([]byte(q.Get("tags")), &tags); err != nil {
+			http.Error(w, `{"data":null,"errors":[{"msg":"malformed tags"}]}`, http.StatusBadRequest)
+			return
+		}
+		if !slices.Contains(layers, tags["resilience.layer"]) {
+			http.Error(w, `{"data":null,"errors":[{"msg":"no phase with docService traces this layer"}]}`,
+				http.StatusBadRequest)
+			return
+		}
+		_, _ = w.Write([]byte(`{"data":[{"traceID":"1"}],"errors":null}`))
+	}))
+	defer srv.Close()
+	for _, c := range cmds {
+		n, err := runDocCommand(strings.ReplaceAll(c, jaegerQuery, srv.URL))
+		if err != nil || n != 1 {
+			t.Errorf("%s: traces=%d, err=%v", c, n, err)
 		}
 	}
 }
