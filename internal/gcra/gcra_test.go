@@ -166,6 +166,28 @@ func TestMemoryStoreRefillsOnInjectedClock(t *testing.T) {
 	}
 }
 
+// TestMemoryStoreResetOnInjectedClock: Reset, like every other operation,
+// reads the injected clock, not the wall clock.
+func TestMemoryStoreResetOnInjectedClock(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	s := NewMemoryStore(0, func() time.Time { return now })
+	rate := limiter.Rate{Period: time.Second, Limit: 2}
+	ctx := context.Background()
+	for range 3 {
+		_, _ = s.Get(ctx, "u", rate)
+	}
+	c, err := s.Reset(ctx, "u", rate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Reset != now.Unix() || c.Remaining != 2 {
+		t.Fatalf("Reset = %+v, want Reset %d (the injected clock) and Remaining 2", c, now.Unix())
+	}
+	if c, _ := s.Peek(ctx, "u", rate); c.Remaining != 2 {
+		t.Fatalf("after Reset, Peek says %d remaining, want 2", c.Remaining)
+	}
+}
+
 func TestMemoryStoreIsBounded(t *testing.T) {
 	s := NewMemoryStore(640, nil)
 	rate := limiter.Rate{Period: time.Hour, Limit: 5}

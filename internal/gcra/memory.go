@@ -89,5 +89,5 @@ func (s *MemoryStore) Peek(ctx context.Context, key string, rate limiter.Rate) (
 // Reset forgets key's state.
 func (s *MemoryStore) Reset(_ context.Context, key string, rate limiter.Rate) (limiter.Context, error) {
 	s.m.Delete(key)
-	return limiter.Context{Limit: rate.Limit, Remaining: rate.Limit, Reset: time.Now().Unix()}, nil
+	return limiter.Context{Limit: rate.Limit, Remaining: rate.Limit, Reset: time.Unix(0, s.now()).Unix()}, nil
 }
