@@ -131,6 +131,10 @@ func TestStatusPageInBrowser(t *testing.T) {
 		"SLUICE_REQUEST_TIMEOUT":    "3m",
 		"SLUICE_VENDOR_CONCURRENCY": "2",
 		"SLUICE_VENDOR_RATE":        "100-S",
+		// One attempt per chat: the outage's 503 with Retry-After: 30 is
+		// within the retry layer's MaxRetryAfter, so with retries each
+		// outage chat would wait 30s twice before it failed.
+		"SLUICE_RETRY_ATTEMPTS": "1",
 	})))
 	page := a.srv.URL + "/debug/sluice"
 	dir := t.ArtifactDir()
