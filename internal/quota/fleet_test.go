@@ -28,6 +28,7 @@ import (
 	"github.com/sluice-go/sluice"
 	"github.com/sluice-go/sluice/internal/redistest"
 	"github.com/sluice-go/sluice/internal/redisx"
+	"github.com/sluice-go/sluice/internal/testenv"
 	"github.com/sluice-go/sluice/internal/usage"
 )
 
@@ -512,18 +513,21 @@ func quotaFleet(t *testing.T, redisURL string, cluster []string, name string, le
 
 // 4 processes, 16 goroutines each, far above a 50/s quota for 10s.
 func TestFleetQuota(t *testing.T) {
+	testenv.Long(t)
 	s := redistest.New(t)
 	quotaFleet(t, s.URL, nil, s.Prefix, false)
 }
 
 // The same in lease mode: the bound is quota + burst + P·MaxLease.
 func TestFleetLeaseQuota(t *testing.T) {
+	testenv.Long(t)
 	s := redistest.New(t)
 	quotaFleet(t, s.URL, nil, s.Prefix, true)
 }
 
 // The same on a 3-master Redis Cluster.
 func TestFleetQuotaCluster(t *testing.T) {
+	testenv.Long(t)
 	if testing.Short() {
 		t.Skip("cluster + 10s multi-process run")
 	}
@@ -533,12 +537,18 @@ func TestFleetQuotaCluster(t *testing.T) {
 
 // Requests estimate 100 tokens and use 300; reconciliation keeps the vendor's
 // token rate within 10% of a 1000 tokens/s quota.
-func TestFleetTokens(t *testing.T) { fleetTokens(t, false) }
+func TestFleetTokens(t *testing.T) {
+	testenv.Long(t)
+	fleetTokens(t, false)
+}
 
 // The same in lease mode: surcharges come out of the leases, and beyond
 // them are charged to Redis; the slack is P·MaxLeaseCost (CostBurst/10
 // without a request quota: 30 tokens each).
-func TestFleetLeaseTokens(t *testing.T) { fleetTokens(t, true) }
+func TestFleetLeaseTokens(t *testing.T) {
+	testenv.Long(t)
+	fleetTokens(t, true)
+}
 
 func fleetTokens(t *testing.T, lease bool) {
 	if testing.Short() {
@@ -574,14 +584,20 @@ func fleetTokens(t *testing.T, lease bool) {
 }
 
 // One process sees a 429 with Retry-After: 3; no process is admitted for 3s.
-func TestFleetCooldown(t *testing.T) { fleetCooldown(t, false) }
+func TestFleetCooldown(t *testing.T) {
+	testenv.Long(t)
+	fleetCooldown(t, false)
+}
 
 // The same in lease mode, where processes decide without Redis: the
 // cooldown reaches them through pub/sub. A call begun more than
 // leaseGrace after the cooldown was set must not be admitted during it.
 // (The 100ms the design promises is measured by benchmarks/fleetscale's
 // cooldown row; here a loaded machine gets a generous bound.)
-func TestFleetLeaseCooldown(t *testing.T) { fleetCooldown(t, true) }
+func TestFleetLeaseCooldown(t *testing.T) {
+	testenv.Long(t)
+	fleetCooldown(t, true)
+}
 
 const leaseGrace = time.Second
 
@@ -663,11 +679,17 @@ func fleetCooldown(t *testing.T, lease bool) {
 // run: nothing panics, each process pays a failed Redis call about once per
 // health period, the quota falls back to the local share (quota/4 each) and
 // shared mode returns once Redis is back.
-func TestFleetRedisOutage(t *testing.T) { fleetRedisOutage(t, false) }
+func TestFleetRedisOutage(t *testing.T) {
+	testenv.Long(t)
+	fleetRedisOutage(t, false)
+}
 
 // The same in lease mode: what a process holds when Redis goes is spent
 // first (a decision Redis took, earlier), then the local share.
-func TestFleetLeaseRedisOutage(t *testing.T) { fleetRedisOutage(t, true) }
+func TestFleetLeaseRedisOutage(t *testing.T) {
+	testenv.Long(t)
+	fleetRedisOutage(t, true)
+}
 
 func fleetRedisOutage(t *testing.T, lease bool) {
 	if testing.Short() {
@@ -792,6 +814,7 @@ func fleetRedisOutage(t *testing.T, lease bool) {
 // its rate; the survivors get the whole quota again within MaxLease/rate,
 // and the fleet stays within quota + burst + P·MaxLease.
 func TestFleetLeaseProcessKilled(t *testing.T) {
+	testenv.Long(t)
 	if testing.Short() {
 		t.Skip("8s multi-process run")
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"github.com/sluice-go/sluice/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -85,9 +87,7 @@ func TestCluster(t *testing.T) {
 // TestClusterWithReplicasFailsOver: killing the master of a key hands its
 // slots to the replica, which serves the key's replicated value.
 func TestClusterWithReplicasFailsOver(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster start is slow")
-	}
+	testenv.Long(t) // six servers and a failover: about 12s
 	cl := StartClusterWithReplicas(t)
 	c := cl.Client()
 	ctx := context.Background()
