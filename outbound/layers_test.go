@@ -38,53 +38,78 @@ func streamVendor(t *testing.T, release <-chan struct{}) string {
 }
 
 // TestOverloadNotRetried: each overload signal comes back after exactly one
-// attempt, as the layer's typed error, though retries are on.
+// attempt, as the layer's typed error, though retries are on, and when its
+// layer's documentation says: a bulkhead waiter after exactly MaxWait, every
+// other at once (a rate limiter wait longer than MaxWait is not started).
 func TestOverloadNotRetried(t *testing.T) {
-	retry := WithRetry(RetrySettings{MaxAttempts: 5, BaseDelay: time.Millisecond})
+	const maxWait = 20 * time.Millisecond
 	cases := []struct {
 		name   string
 		layer  sluice.Layer
 		reason sluice.Reason
-		opt    Option
+		after  time.Duration // fake time from the call to its error
+		opt    func() Option
 		// hold makes the layer reject the next call; it returns a cleanup.
 		hold func(t *testing.T, c *Client, url string) func()
 	}{
-		{"bulkhead_full", sluice.LayerBulkhead, sluice.ReasonBulkheadFull, WithBulkhead(BulkheadSettings{MaxConcurrent: 1}), holdStream},
-		{"bulkhead queue_timeout", sluice.LayerBulkhead, sluice.ReasonQueueTimeout, WithBulkhead(BulkheadSettings{MaxConcurrent: 1, MaxWait: 20 * time.Millisecond}), holdStream},
-		{"rate_limited", sluice.LayerLocalRateLimiter, sluice.ReasonRateLimited,
-			WithLocalRateLimit(LocalRateLimitSettings{Requests: 1, Period: time.Hour, Bursty: true}), holdOne},
-		{"rate limiter queue_timeout", sluice.LayerLocalRateLimiter, sluice.ReasonQueueTimeout,
-			WithLocalRateLimit(LocalRateLimitSettings{Requests: 1, Period: time.Hour, MaxWait: 20 * time.Millisecond}), holdOne},
-		{"circuit_open", sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen,
-			WithCircuitBreaker(BreakerSettings{FailureRatio: 1, MinThroughput: 1, OpenDelay: time.Hour}), holdFail},
+		{"bulkhead_full", sluice.LayerBulkhead, sluice.ReasonBulkheadFull, 0,
+			func() Option { return WithBulkhead(BulkheadSettings{MaxConcurrent: 1}) }, holdStream},
+		{"bulkhead queue_timeout", sluice.LayerBulkhead, sluice.ReasonQueueTimeout, maxWait,
+			func() Option { return WithBulkhead(BulkheadSettings{MaxConcurrent: 1, MaxWait: maxWait}) }, holdStream},
+		{"rate_limited", sluice.LayerLocalRateLimiter, sluice.ReasonRateLimited, 0,
+			func() Option {
+				return WithLocalRateLimit(LocalRateLimitSettings{Requests: 1, Period: time.Hour, Bursty: true})
+			}, holdOne},
+		{"rate limiter queue_timeout", sluice.LayerLocalRateLimiter, sluice.ReasonQueueTimeout, 0,
+			func() Option {
+				return WithLocalRateLimit(LocalRateLimitSettings{Requests: 1, Period: time.Hour, MaxWait: maxWait})
+			}, holdOne},
+		{"circuit_open", sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen, 0,
+			func() Option {
+				return WithCircuitBreaker(BreakerSettings{FailureRatio: 1, MinThroughput: 1, OpenDelay: time.Hour})
+			}, holdFail},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			release := make(chan struct{})
-			url := streamVendor(t, release)
-			tm := newTelemetry(t)
-			client := NewClient(WithTransport(transport(t)), WithTelemetry(tm.tel), retry, tc.opt)
-			cleanup := tc.hold(t, client, url)
-			before := tm.rejections(t, tc.layer, tc.reason)
-			_, err := client.Get(url + "/call")
-			e := wantReason(t, err, tc.layer, tc.reason)
-			if !sluice.IsOverload(err) || e.Attempts != 0 {
-				t.Fatalf("err = %v; want an overload signal straight from its layer", err)
-			}
-			if n := tm.rejections(t, tc.layer, tc.reason) - before; n != 1 {
-				t.Fatalf("%s rejected %d attempts; want exactly 1", tc.layer, n)
-			}
-			if n := tm.rejections(t, sluice.LayerRetry, sluice.ReasonRetriesExhausted); n != 0 {
-				t.Fatalf("retry layer gave up %d times; it should not have retried", n)
-			}
-			close(release)
-			cleanup()
+			synctest.Test(t, func(t *testing.T) {
+				const url = "http://vendor.test"
+				tm := newTelemetry(t)
+				// The layers are built in the bubble, so that their clocks are
+				// its fake one.
+				retry := WithRetry(RetrySettings{MaxAttempts: 5, BaseDelay: time.Millisecond})
+				client := NewClient(WithTransport(handlerTransport{http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.URL.Path == "/bad" {
+						w.WriteHeader(http.StatusInternalServerError)
+						return
+					}
+					_, _ = io.WriteString(w, "ok")
+				})}), WithTelemetry(tm.tel), retry, tc.opt())
+				defer client.Close()
+				cleanup := tc.hold(t, client, url)
+				before := tm.rejections(t, tc.layer, tc.reason)
+				start := time.Now()
+				_, err := client.Get(url + "/call")
+				e := wantReason(t, err, tc.layer, tc.reason)
+				if !sluice.IsOverload(err) || e.Attempts != 0 {
+					t.Fatalf("err = %v; want an overload signal straight from its layer", err)
+				}
+				if d := time.Since(start); d != tc.after {
+					t.Fatalf("%s after %v; want exactly %v", tc.reason, d, tc.after)
+				}
+				if n := tm.rejections(t, tc.layer, tc.reason) - before; n != 1 {
+					t.Fatalf("%s rejected %d attempts; want exactly 1", tc.layer, n)
+				}
+				if n := tm.rejections(t, sluice.LayerRetry, sluice.ReasonRetriesExhausted); n != 0 {
+					t.Fatalf("retry layer gave up %d times; it should not have retried", n)
+				}
+				cleanup()
+			})
 		})
 	}
 }
 
 // holdStream takes the only bulkhead permit with a response whose body stays
-// open.
+// open until the cleanup.
 func holdStream(t *testing.T, c *Client, url string) func() {
 	resp, err := c.Get(url + "/stream")
 	if err != nil {
