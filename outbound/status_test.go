@@ -55,7 +55,9 @@ func TestStatusShowsChain(t *testing.T) {
 		WithTransport(NewTransport(TransportSettings{MaxConns: 4})),
 		WithRetry(RetrySettings{MaxAttempts: 1}),
 		WithCircuitBreaker(BreakerSettings{MinThroughput: 2, OpenDelay: time.Hour}),
-		WithLocalRateLimit(LocalRateLimitSettings{Requests: 1000, Period: time.Second}),
+		// MaxWait: the three calls may come within one 1ms slot of the
+		// smooth rate; they wait their turn rather than fail rate_limited.
+		WithLocalRateLimit(LocalRateLimitSettings{Requests: 1000, Period: time.Second, MaxWait: time.Second}),
 		WithBulkhead(BulkheadSettings{MaxConcurrent: 3}),
 		WithAttemptTimeout(AttemptTimeoutSettings{Timeout: time.Minute}))
 
