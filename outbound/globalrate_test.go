@@ -173,7 +173,7 @@ func TestGlobalRedisKilledFallsBackAndReturns(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no decision reached Redis 10s after Restart")
 		}
-		time.Sleep(10 * time.Millisecond) // pace the polling; the health period is 50ms
+		time.Sleep(10 * time.Millisecond) // a real redis-server restarts; the health check, every 50ms of real time, must see it
 	}
 }
 

@@ -241,7 +241,9 @@ func TestHostileInProcessRefunds(t *testing.T) {
 	}
 }
 
-// waitQueued waits until layer reports one call waiting in its queue.
+// waitQueued waits until layer reports one call waiting in its queue. Its
+// test runs against a real redis-server and holds a real socket, so it
+// cannot use a synctest bubble's synctest.Wait: it polls the gauge.
 func waitQueued(t *testing.T, tm *telemetry, layer sluice.Layer) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)

@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/sluice-go/sluice"
@@ -36,53 +38,78 @@ func streamVendor(t *testing.T, release <-chan struct{}) string {
 }
 
 // TestOverloadNotRetried: each overload signal comes back after exactly one
-// attempt, as the layer's typed error, though retries are on.
+// attempt, as the layer's typed error, though retries are on, and when its
+// layer's documentation says: a bulkhead waiter after exactly MaxWait, every
+// other at once (a rate limiter wait longer than MaxWait is not started).
 func TestOverloadNotRetried(t *testing.T) {
-	retry := WithRetry(RetrySettings{MaxAttempts: 5, BaseDelay: time.Millisecond})
+	const maxWait = 20 * time.Millisecond
 	cases := []struct {
 		name   string
 		layer  sluice.Layer
 		reason sluice.Reason
-		opt    Option
+		after  time.Duration // fake time from the call to its error
+		opt    func() Option
 		// hold makes the layer reject the next call; it returns a cleanup.
 		hold func(t *testing.T, c *Client, url string) func()
 	}{
-		{"bulkhead_full", sluice.LayerBulkhead, sluice.ReasonBulkheadFull, WithBulkhead(BulkheadSettings{MaxConcurrent: 1}), holdStream},
-		{"bulkhead queue_timeout", sluice.LayerBulkhead, sluice.ReasonQueueTimeout, WithBulkhead(BulkheadSettings{MaxConcurrent: 1, MaxWait: 20 * time.Millisecond}), holdStream},
-		{"rate_limited", sluice.LayerLocalRateLimiter, sluice.ReasonRateLimited,
-			WithLocalRateLimit(LocalRateLimitSettings{Requests: 1, Period: time.Hour, Bursty: true}), holdOne},
-		{"rate limiter queue_timeout", sluice.LayerLocalRateLimiter, sluice.ReasonQueueTimeout,
-			WithLocalRateLimit(LocalRateLimitSettings{Requests: 1, Period: time.Hour, MaxWait: 20 * time.Millisecond}), holdOne},
-		{"circuit_open", sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen,
-			WithCircuitBreaker(BreakerSettings{FailureRatio: 1, MinThroughput: 1, OpenDelay: time.Hour}), holdFail},
+		{"bulkhead_full", sluice.LayerBulkhead, sluice.ReasonBulkheadFull, 0,
+			func() Option { return WithBulkhead(BulkheadSettings{MaxConcurrent: 1}) }, holdStream},
+		{"bulkhead queue_timeout", sluice.LayerBulkhead, sluice.ReasonQueueTimeout, maxWait,
+			func() Option { return WithBulkhead(BulkheadSettings{MaxConcurrent: 1, MaxWait: maxWait}) }, holdStream},
+		{"rate_limited", sluice.LayerLocalRateLimiter, sluice.ReasonRateLimited, 0,
+			func() Option {
+				return WithLocalRateLimit(LocalRateLimitSettings{Requests: 1, Period: time.Hour, Bursty: true})
+			}, holdOne},
+		{"rate limiter queue_timeout", sluice.LayerLocalRateLimiter, sluice.ReasonQueueTimeout, 0,
+			func() Option {
+				return WithLocalRateLimit(LocalRateLimitSettings{Requests: 1, Period: time.Hour, MaxWait: maxWait})
+			}, holdOne},
+		{"circuit_open", sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen, 0,
+			func() Option {
+				return WithCircuitBreaker(BreakerSettings{FailureRatio: 1, MinThroughput: 1, OpenDelay: time.Hour})
+			}, holdFail},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			release := make(chan struct{})
-			url := streamVendor(t, release)
-			tm := newTelemetry(t)
-			client := NewClient(WithTransport(transport(t)), WithTelemetry(tm.tel), retry, tc.opt)
-			cleanup := tc.hold(t, client, url)
-			before := tm.rejections(t, tc.layer, tc.reason)
-			_, err := client.Get(url + "/call")
-			e := wantReason(t, err, tc.layer, tc.reason)
-			if !sluice.IsOverload(err) || e.Attempts != 0 {
-				t.Fatalf("err = %v; want an overload signal straight from its layer", err)
-			}
-			if n := tm.rejections(t, tc.layer, tc.reason) - before; n != 1 {
-				t.Fatalf("%s rejected %d attempts; want exactly 1", tc.layer, n)
-			}
-			if n := tm.rejections(t, sluice.LayerRetry, sluice.ReasonRetriesExhausted); n != 0 {
-				t.Fatalf("retry layer gave up %d times; it should not have retried", n)
-			}
-			close(release)
-			cleanup()
+			synctest.Test(t, func(t *testing.T) {
+				const url = "http://vendor.test"
+				tm := newTelemetry(t)
+				// The layers are built in the bubble, so that their clocks are
+				// its fake one.
+				retry := WithRetry(RetrySettings{MaxAttempts: 5, BaseDelay: time.Millisecond})
+				client := NewClient(WithTransport(handlerTransport{http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.URL.Path == "/bad" {
+						w.WriteHeader(http.StatusInternalServerError)
+						return
+					}
+					_, _ = io.WriteString(w, "ok")
+				})}), WithTelemetry(tm.tel), retry, tc.opt())
+				defer client.Close()
+				cleanup := tc.hold(t, client, url)
+				before := tm.rejections(t, tc.layer, tc.reason)
+				start := time.Now()
+				_, err := client.Get(url + "/call")
+				e := wantReason(t, err, tc.layer, tc.reason)
+				if !sluice.IsOverload(err) || e.Attempts != 0 {
+					t.Fatalf("err = %v; want an overload signal straight from its layer", err)
+				}
+				if d := time.Since(start); d != tc.after {
+					t.Fatalf("%s after %v; want exactly %v", tc.reason, d, tc.after)
+				}
+				if n := tm.rejections(t, tc.layer, tc.reason) - before; n != 1 {
+					t.Fatalf("%s rejected %d attempts; want exactly 1", tc.layer, n)
+				}
+				if n := tm.rejections(t, sluice.LayerRetry, sluice.ReasonRetriesExhausted); n != 0 {
+					t.Fatalf("retry layer gave up %d times; it should not have retried", n)
+				}
+				cleanup()
+			})
 		})
 	}
 }
 
 // holdStream takes the only bulkhead permit with a response whose body stays
-// open.
+// open until the cleanup.
 func holdStream(t *testing.T, c *Client, url string) func() {
 	resp, err := c.Get(url + "/stream")
 	if err != nil {
@@ -136,34 +163,104 @@ func TestBulkheadHoldsPermitUntilBodyClosed(t *testing.T) {
 	}
 }
 
-// TestAttemptTimeout: the timeout cancels the attempt (the vendor sees its
-// request's context end) with call_timeout; in stream mode a response whose
-// headers arrived outlives it.
+// TestAttemptTimeout: the timeout cancels the attempt at exactly its
+// duration (the vendor sees its request's context end then) with
+// call_timeout; it also ends a response body still arriving then, unless in
+// stream mode, where a response whose headers arrived outlives it.
 func TestAttemptTimeout(t *testing.T) {
-	canceled := make(chan struct{})
-	srv := vendor(t, func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/hang":
-			<-r.Context().Done()
-			close(canceled)
-		case "/slowbody":
-			w.WriteHeader(http.StatusOK)
-			w.(http.Flusher).Flush()
-			time.Sleep(300 * time.Millisecond) // the vendor paces its stream past the timeout
-			_, _ = io.WriteString(w, "tail")
-		}
-	})
 	const d = 100 * time.Millisecond
-	client := NewClient(WithTransport(transport(t)), WithAttemptTimeout(AttemptTimeoutSettings{Timeout: d}))
-	_, err := client.Get(srv.URL + "/hang")
-	wantReason(t, err, sluice.LayerCallTimeout, sluice.ReasonCallTimeout)
-	select {
-	case <-canceled:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the vendor never saw the attempt canceled")
+	t.Run("hang", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var canceledAt time.Time
+			client := NewClient(WithTransport(handlerTransport{http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				<-r.Context().Done()
+				canceledAt = time.Now()
+			})}), WithAttemptTimeout(AttemptTimeoutSettings{Timeout: d}))
+			defer client.Close()
+			start := time.Now()
+			_, err := client.Get("http://vendor.test/hang")
+			wantReason(t, err, sluice.LayerCallTimeout, sluice.ReasonCallTimeout)
+			if got := time.Since(start); got != d || !canceledAt.Equal(start.Add(d)) {
+				t.Fatalf("failed after %v, the vendor saw the cancellation after %v; want both at exactly %v",
+					got, canceledAt.Sub(start), d)
+			}
+		})
+	})
+	for _, streaming := range []bool{false, true} {
+		t.Run("slow body, streaming="+strconv.FormatBool(streaming), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const pace = 3 * d // the vendor sends its body this long after its headers
+				client := NewClient(WithTransport(slowBodyTransport{pace}),
+					WithAttemptTimeout(AttemptTimeoutSettings{Timeout: d, Streaming: streaming}))
+				defer client.Close()
+				start := time.Now()
+				resp, err := client.Get("http://vendor.test/slowbody")
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				took := time.Since(start)
+				switch {
+				case !streaming && (err == nil || took != d):
+					t.Fatalf("body %q, %v after %v; want it cut off at exactly %v", b, err, took, d)
+				case streaming && (err != nil || string(b) != "tail" || took != pace):
+					t.Fatalf("stream mode: body %q, %v after %v; want \"tail\" after %v", b, err, took, pace)
+				}
+			})
+		})
 	}
+}
 
-	resp, err := client.Get(srv.URL + "/slowbody")
+// slowBodyTransport answers at once with headers and sends the body "tail"
+// after pace, without sockets (for a synctest bubble). Like net/http's
+// transport, it fails a body read when the request's context ends.
+type slowBodyTransport struct{ pace time.Duration }
+
+func (s slowBodyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Request: r,
+		Body: &slowBody{ctx: r.Context(), ready: time.After(s.pace)}}, nil
+}
+
+type slowBody struct {
+	ctx   context.Context
+	ready <-chan time.Time
+	sent  bool
+}
+
+func (b *slowBody) Read(p []byte) (int, error) {
+	if b.sent {
+		return 0, io.EOF
+	}
+	select {
+	case <-b.ctx.Done():
+		return 0, b.ctx.Err()
+	case <-b.ready:
+		b.sent = true
+		return copy(p, "tail"), nil
+	}
+}
+
+func (b *slowBody) Close() error { return nil }
+
+// TestAttemptTimeoutWithRealTransport: net/http's transport, not a fake,
+// ends a body still arriving when the attempt timeout fires, and in stream
+// mode leaves it alone. Real sockets, so real time: the vendor must pace its
+// body past the timeout.
+func TestAttemptTimeoutWithRealTransport(t *testing.T) {
+	const d = 100 * time.Millisecond
+	srv := vendor(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		if r.URL.Path == "/cut" {
+			<-r.Context().Done() // the client gives up; nothing more to send
+			return
+		}
+		time.Sleep(3 * d) // real time: the stream must outlive the timeout on real sockets
+		_, _ = io.WriteString(w, "tail")
+	})
+	client := NewClient(WithTransport(transport(t)), WithAttemptTimeout(AttemptTimeoutSettings{Timeout: d}))
+	resp, err := client.Get(srv.URL + "/cut")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,60 +282,67 @@ func TestAttemptTimeout(t *testing.T) {
 }
 
 // TestBreakerOpensAndRecovers: the breaker opens after the configured
-// failures, the next call does not reach the vendor, and a half-open probe
-// closes it again. 4xx other than 429 do not count.
+// failures, the next call does not reach the vendor and is told to come back
+// after exactly OpenDelay, the breaker stays open until that instant, and a
+// half-open probe then closes it again. 4xx other than 429 do not count.
 func TestBreakerOpensAndRecovers(t *testing.T) {
-	var healthy atomic.Bool
-	var seen counter
-	srv := vendor(t, func(w http.ResponseWriter, r *http.Request) {
-		seen.add("")
-		switch {
-		case r.URL.Path == "/missing":
-			w.WriteHeader(http.StatusNotFound)
-		case !healthy.Load():
-			w.WriteHeader(http.StatusInternalServerError)
+	synctest.Test(t, func(t *testing.T) {
+		var healthy atomic.Bool
+		var seen counter
+		const openDelay = 200 * time.Millisecond
+		client := NewClient(WithTransport(handlerTransport{http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen.add("")
+			switch {
+			case r.URL.Path == "/missing":
+				w.WriteHeader(http.StatusNotFound)
+			case !healthy.Load():
+				w.WriteHeader(http.StatusInternalServerError)
+			}
+		})}), WithCircuitBreaker(BreakerSettings{FailureRatio: 0.5, MinThroughput: 4, Window: time.Minute, OpenDelay: openDelay}))
+		defer client.Close()
+		get := func(path string) (*http.Response, error) {
+			resp, err := client.Get("http://vendor.test" + path)
+			if err == nil {
+				_ = resp.Body.Close()
+			}
+			return resp, err
+		}
+		for i := 0; i < 8; i++ {
+			if _, err := get("/missing"); err != nil {
+				t.Fatalf("404s opened the breaker: %v", err)
+			}
+		}
+		// The window now holds 8 successes: 8 failures make the ratio 0.5.
+		for i := 0; i < 8; i++ {
+			if _, err := get("/"); err != nil {
+				t.Fatalf("failure %d: %v", i+1, err)
+			}
+		}
+		n := seen.get("")
+		_, err := get("/")
+		e := wantReason(t, err, sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen)
+		if seen.get("") != n {
+			t.Fatal("a call reached the vendor while the breaker was open")
+		}
+		// No fake time has passed since the breaker opened.
+		if e.RetryAfter != openDelay {
+			t.Fatalf("RetryAfter %v; want the whole open delay, %v", e.RetryAfter, openDelay)
+		}
+		healthy.Store(true)
+		time.Sleep(openDelay - time.Nanosecond) // fake time: to just before the announced instant
+		if _, err := get("/"); !errors.Is(err, sluice.ErrCircuitOpen) || seen.get("") != n {
+			t.Fatalf("1ns before the open delay ends: %v after %d vendor calls; want circuit_open and none", err, seen.get("")-n)
+		}
+		time.Sleep(time.Nanosecond) // fake time: the instant the breaker said a probe goes through
+		if resp, err := get("/"); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("half-open probe at exactly the open delay: %v", err)
+		}
+		for i := 0; i < 3; i++ {
+			if _, err := get("/"); err != nil {
+				t.Fatalf("after the probe succeeded: %v", err)
+			}
 		}
 	})
-	const openDelay = 200 * time.Millisecond
-	client := NewClient(WithTransport(transport(t)),
-		WithCircuitBreaker(BreakerSettings{FailureRatio: 0.5, MinThroughput: 4, Window: time.Minute, OpenDelay: openDelay}))
-	get := func(path string) (*http.Response, error) {
-		resp, err := client.Get(srv.URL + path)
-		if err == nil {
-			_ = resp.Body.Close()
-		}
-		return resp, err
-	}
-	for i := 0; i < 8; i++ {
-		if _, err := get("/missing"); err != nil {
-			t.Fatalf("404s opened the breaker: %v", err)
-		}
-	}
-	// The window now holds 8 successes: 8 failures make the ratio 0.5.
-	for i := 0; i < 8; i++ {
-		if _, err := get("/"); err != nil {
-			t.Fatalf("failure %d: %v", i+1, err)
-		}
-	}
-	n := seen.get("")
-	_, err := get("/")
-	e := wantReason(t, err, sluice.LayerCircuitBreaker, sluice.ReasonCircuitOpen)
-	if seen.get("") != n {
-		t.Fatal("a call reached the vendor while the breaker was open")
-	}
-	if e.RetryAfter <= 0 || e.RetryAfter > openDelay {
-		t.Fatalf("RetryAfter %v; want the time left to half-open, in (0, %v]", e.RetryAfter, openDelay)
-	}
-	healthy.Store(true)
-	time.Sleep(e.RetryAfter) // the breaker said when it would let a probe through
-	if resp, err := get("/"); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("half-open probe: %v", err)
-	}
-	for i := 0; i < 3; i++ {
-		if _, err := get("/"); err != nil {
-			t.Fatalf("after the probe succeeded: %v", err)
-		}
-	}
 }
 
 // TestRetryBudgetBound: with the vendor down and 200 concurrent callers, at

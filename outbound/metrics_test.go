@@ -3,8 +3,8 @@ package outbound
 import (
 	"context"
 	"net/http"
-	"runtime"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -34,10 +34,10 @@ func (tm *telemetry) gauge(t *testing.T, name string, kv ...string) (int64, bool
 	return 0, false
 }
 
-// queueWaits returns the count of time_in_queue samples of layer.
-func (tm *telemetry) queueWaits(t *testing.T, layer sluice.Layer) uint64 {
+// queueWaits returns the count of time_in_queue samples of layer and their
+// sum (seconds).
+func (tm *telemetry) queueWaits(t *testing.T, layer sluice.Layer) (n uint64, sum float64) {
 	t.Helper()
-	var n uint64
 	for _, m := range tm.collect(t) {
 		if m.Name != otelx.MetricTimeInQueue {
 			continue
@@ -45,10 +45,11 @@ func (tm *telemetry) queueWaits(t *testing.T, layer sluice.Layer) uint64 {
 		for _, dp := range m.Data.(metricdata.Histogram[float64]).DataPoints {
 			if v, ok := dp.Attributes.Value(otelx.AttrLayer); ok && v.AsString() == string(layer) {
 				n += dp.Count
+				sum += dp.Sum
 			}
 		}
 	}
-	return n
+	return n, sum
 }
 
 // TestBreakerStateGauge: the gauge reads closed from construction, and open
@@ -94,45 +95,50 @@ func TestRetryCounter(t *testing.T) {
 
 // TestBulkheadGauges: a call holding the bulkhead's permit shows in
 // resilience.request.active until its body is closed; a call waiting for it
-// shows in resilience.request.queued while it waits, and its wait lands in
-// the time_in_queue histogram once admitted.
+// shows in resilience.request.queued while it waits, and its wait, exactly as
+// long as it was (fake time), lands in the time_in_queue histogram once
+// admitted.
 func TestBulkheadGauges(t *testing.T) {
-	tm := newTelemetry(t)
-	url := verdictVendor(t)
-	c := chain(t, tm, WithBulkhead(BulkheadSettings{MaxConcurrent: 1, MaxWait: 10 * time.Minute}))
-	active := func() int64 {
-		return tm.sum(t, otelx.MetricActive, string(otelx.AttrLayer), string(sluice.LayerBulkhead), string(otelx.AttrPolicyName), policy)
-	}
-	queued := func() int64 {
-		return tm.sum(t, otelx.MetricQueued, string(otelx.AttrLayer), string(sluice.LayerBulkhead), string(otelx.AttrPolicyName), policy)
-	}
-	resp, err := c.Get(url + "/stream")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if active() != 1 {
-		t.Fatalf("active = %d while a stream holds the permit; want 1", active())
-	}
-	done := make(chan error, 1)
-	go func() { done <- call(context.Background(), c, url+"/second") }()
-	// Wait (bounded, without sleeping) for the second call to queue.
-	for deadline := time.Now().Add(time.Minute); queued() != 1; runtime.Gosched() {
-		if time.Now().After(deadline) {
-			t.Fatal("the second call never showed as queued")
+	synctest.Test(t, func(t *testing.T) {
+		tm := newTelemetry(t)
+		c := NewClient(WithName(policy), WithTelemetry(tm.tel),
+			WithTransport(handlerTransport{http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}),
+			WithBulkhead(BulkheadSettings{MaxConcurrent: 1, MaxWait: 10 * time.Minute}))
+		defer c.Close()
+		active := func() int64 {
+			return tm.sum(t, otelx.MetricActive, string(otelx.AttrLayer), string(sluice.LayerBulkhead), string(otelx.AttrPolicyName), policy)
 		}
-	}
-	if n := tm.queueWaits(t, sluice.LayerBulkhead); n != 0 {
-		t.Fatalf("time_in_queue has %d samples before the wait ended", n)
-	}
-	_ = resp.Body.Close()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if queued() != 0 || active() != 0 {
-		t.Fatalf("after both calls: queued %d, active %d; want 0 and 0", queued(), active())
-	}
-	if n := tm.queueWaits(t, sluice.LayerBulkhead); n != 1 {
-		t.Fatalf("time_in_queue has %d samples; want 1", n)
-	}
-	tm.checkMetricAttributes(t)
+		queued := func() int64 {
+			return tm.sum(t, otelx.MetricQueued, string(otelx.AttrLayer), string(sluice.LayerBulkhead), string(otelx.AttrPolicyName), policy)
+		}
+		resp, err := c.Get("http://vendor.test/stream") // its permit is held until the body is closed
+		if err != nil {
+			t.Fatal(err)
+		}
+		if active() != 1 {
+			t.Fatalf("active = %d while a stream holds the permit; want 1", active())
+		}
+		done := make(chan error, 1)
+		go func() { done <- call(context.Background(), c, "http://vendor.test/second") }()
+		synctest.Wait() // the second call is queued
+		if queued() != 1 {
+			t.Fatalf("queued = %d while the second call waits; want 1", queued())
+		}
+		if n, _ := tm.queueWaits(t, sluice.LayerBulkhead); n != 0 {
+			t.Fatalf("time_in_queue has %d samples before the wait ended", n)
+		}
+		const held = 3 * time.Second
+		time.Sleep(held) // fake time: how long the stream holds the permit
+		_ = resp.Body.Close()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if queued() != 0 || active() != 0 {
+			t.Fatalf("after both calls: queued %d, active %d; want 0 and 0", queued(), active())
+		}
+		if n, sum := tm.queueWaits(t, sluice.LayerBulkhead); n != 1 || sum != held.Seconds() {
+			t.Fatalf("time_in_queue has %d samples summing to %gs; want 1 of %gs", n, sum, held.Seconds())
+		}
+		tm.checkMetricAttributes(t)
+	})
 }

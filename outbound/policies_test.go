@@ -64,9 +64,11 @@ func newConnVendor(t *testing.T, h func(n int64, w http.ResponseWriter, r *http.
 func settle(t *testing.T, v *connVendor, tr *http.Transport, ot *openTransport, tm *telemetry) {
 	t.Helper()
 	// The losers' bodies are drained in the background (policyCall.finish):
-	// wait, with a generous bound, until each has been released.
+	// wait, with a generous bound, until each has been released. These tests
+	// count real sockets (connVendor), so they cannot run in a synctest
+	// bubble, and the drains read real sockets in real time.
 	for deadline := time.Now().Add(10 * time.Second); ot.open.Load() != 0 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // polling a counter; the condition, not the time, ends the wait
 	}
 	tr.CloseIdleConnections()
 	v.Close()

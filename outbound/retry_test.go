@@ -5,96 +5,111 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/sluice-go/sluice"
 )
 
-// TestRetryAfterForms: a 429 asking for 2 s, in each form, is retried no
-// sooner than 2 s after the vendor sent it; with 1 s left on the deadline the
-// call fails at once with deadline_exceeded, wrapping the 429.
+// TestRetryAfterForms: a 429 asking for 2 s, in each form, is retried exactly
+// 2 s of fake time after the vendor sent it (an HTTP-date, exactly at the
+// date it announces, even when sent mid-second); with 1 s left on the
+// deadline the call fails at once with deadline_exceeded, wrapping the 429
+// and carrying its Retry-After.
 func TestRetryAfterForms(t *testing.T) {
-	forms := map[string]func(sent time.Time) (http.Header, time.Time){
-		"delta-seconds": func(sent time.Time) (http.Header, time.Time) {
-			return http.Header{"Retry-After": {"2"}}, sent.Add(2 * time.Second)
-		},
-		"retry-after-ms": func(sent time.Time) (http.Header, time.Time) {
-			return http.Header{"Retry-After-Ms": {"2000"}}, sent.Add(2 * time.Second)
-		},
-		"http-date": func(sent time.Time) (http.Header, time.Time) {
-			// HTTP-dates have 1 s resolution: announce the first whole
-			// second at least 2 s away, so the wait it asks for is >= 2 s.
-			at := sent.Add(2 * time.Second).Truncate(time.Second).Add(time.Second)
-			return http.Header{"Retry-After": {at.UTC().Format(http.TimeFormat)}}, at
-		},
+	// date announces the first whole second at least 2 s after sent: an
+	// HTTP-date has 1 s resolution.
+	date := func(sent time.Time) time.Time {
+		at := sent.Add(2 * time.Second)
+		if !at.Equal(at.Truncate(time.Second)) {
+			at = at.Truncate(time.Second).Add(time.Second)
+		}
+		return at
 	}
-	for name, form := range forms {
+	for name, tc := range map[string]struct {
+		// offset moves the fake clock (which starts on a whole second)
+		// before the first call.
+		offset time.Duration
+		// answer is the 429's headers and the instant the retry is due.
+		answer func(sent time.Time) (http.Header, time.Time)
+	}{
+		"delta-seconds": {0, func(sent time.Time) (http.Header, time.Time) {
+			return http.Header{"Retry-After": {"2"}}, sent.Add(2 * time.Second)
+		}},
+		"retry-after-ms": {0, func(sent time.Time) (http.Header, time.Time) {
+			return http.Header{"Retry-After-Ms": {"2000"}}, sent.Add(2 * time.Second)
+		}},
+		"http-date": {0, func(sent time.Time) (http.Header, time.Time) {
+			at := date(sent)
+			return http.Header{"Retry-After": {at.UTC().Format(http.TimeFormat)}}, at
+		}},
+		// The wait is the date minus the 429's arrival, to the nanosecond:
+		// sent at .3 s, the date 2.7 s away is waited for, not 2 s or 3 s.
+		"http-date sent mid-second": {300 * time.Millisecond, func(sent time.Time) (http.Header, time.Time) {
+			at := date(sent)
+			return http.Header{"Retry-After": {at.UTC().Format(http.TimeFormat)}}, at
+		}},
+	} {
 		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			var mu sync.Mutex
-			var sent, notBefore, retried time.Time
-			var seen counter
-			srv := vendor(t, func(w http.ResponseWriter, r *http.Request) {
-				if seen.add(r.URL.Path) == 1 {
-					mu.Lock()
-					sent = time.Now()
-					h, nb := form(sent)
-					notBefore = nb
-					mu.Unlock()
-					for k, v := range h {
-						w.Header()[k] = v
-					}
-					w.WriteHeader(http.StatusTooManyRequests)
-					return
+			synctest.Test(t, func(t *testing.T) {
+				if now := time.Now(); !now.Equal(now.Truncate(time.Second)) {
+					t.Fatalf("the fake clock starts at %v, not on a whole second", now)
 				}
-				mu.Lock()
-				retried = time.Now()
-				mu.Unlock()
+				time.Sleep(tc.offset) // fake time: sets where in its second the 429 is sent
+				var sent, due, retried time.Time
+				var seen counter
+				client := NewClient(WithTransport(handlerTransport{http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if seen.add(r.URL.Path) > 1 {
+						retried = time.Now()
+						return
+					}
+					sent = time.Now()
+					var h http.Header
+					h, due = tc.answer(sent)
+					maps.Copy(w.Header(), h)
+					w.WriteHeader(http.StatusTooManyRequests)
+				})}), WithRetry(RetrySettings{BaseDelay: time.Millisecond}))
+				defer client.Close()
+
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://vendor.test/wait", nil)
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = resp.Body.Close()
+				if seen.get("/wait") != 2 {
+					t.Fatalf("attempts = %d, want 2", seen.get("/wait"))
+				}
+				if !retried.Equal(due) {
+					t.Fatalf("retried %v after the 429; want exactly %v", retried.Sub(sent), due.Sub(sent))
+				}
+
+				// With 1 s left, the 2 s wait cannot end before the deadline.
+				ctx1, cancel1 := context.WithTimeout(context.Background(), time.Second)
+				defer cancel1()
+				req, _ = http.NewRequestWithContext(ctx1, http.MethodGet, "http://vendor.test/deadline", nil)
+				start := time.Now()
+				_, err = client.Do(req)
+				if d := time.Since(start); d != 0 || ctx1.Err() != nil {
+					t.Fatalf("the call waited %v (context: %v) before failing with %v; want it to fail at once", d, ctx1.Err(), err)
+				}
+				e := wantReason(t, err, sluice.LayerRetry, sluice.ReasonDeadlineExceeded)
+				var se *sluice.StatusError
+				if !errors.As(err, &se) || se.StatusCode != http.StatusTooManyRequests || e.Attempts != 1 || e.RetryAfter != due.Sub(sent) {
+					t.Fatalf("err = %v (retry after %v); want it to wrap the 429 after 1 attempt with its Retry-After %v",
+						err, e.RetryAfter, due.Sub(sent))
+				}
+				if seen.get("/deadline") != 1 {
+					t.Fatalf("vendor saw %d attempts, want 1", seen.get("/deadline"))
+				}
 			})
-			client := NewClient(WithTransport(transport(t)), WithRetry(RetrySettings{BaseDelay: time.Millisecond}))
-
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/wait", nil)
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = resp.Body.Close()
-			mu.Lock()
-			defer mu.Unlock()
-			if seen.get("/wait") != 2 {
-				t.Fatalf("attempts = %d, want 2", seen.get("/wait"))
-			}
-			if retried.Before(notBefore) || retried.Sub(sent) < 2*time.Second {
-				t.Fatalf("retried %v after the 429 (announced %v); want >= 2s", retried.Sub(sent), notBefore.Sub(sent))
-			}
-			if retried.Sub(sent) > 10*time.Second {
-				t.Fatalf("retried %v after the 429; want well under 10s", retried.Sub(sent))
-			}
-
-			// With 1 s left, the 2 s wait cannot end before the deadline.
-			ctx1, cancel1 := context.WithTimeout(context.Background(), time.Second)
-			defer cancel1()
-			req, _ = http.NewRequestWithContext(ctx1, http.MethodGet, srv.URL+"/deadline", nil)
-			mu.Unlock()
-			_, err = client.Do(req)
-			mu.Lock()
-			if ctx1.Err() != nil {
-				t.Fatalf("the call waited for the deadline: %v", err)
-			}
-			e := wantReason(t, err, sluice.LayerRetry, sluice.ReasonDeadlineExceeded)
-			var se *sluice.StatusError
-			if !errors.As(err, &se) || se.StatusCode != http.StatusTooManyRequests || e.Attempts != 1 || e.RetryAfter < time.Second {
-				t.Fatalf("err = %v; want it to wrap the 429 after 1 attempt with its Retry-After", err)
-			}
-			if seen.get("/deadline") != 1 {
-				t.Fatalf("vendor saw %d attempts, want 1", seen.get("/deadline"))
-			}
 		})
 	}
 }
@@ -231,20 +246,29 @@ func TestIdempotency(t *testing.T) {
 }
 
 // TestCallerCancellationIsTheContextError: a caller that gives up during a
-// backoff gets its context's error, not a layer's.
+// backoff gets its context's error, not a layer's, the moment it gives up.
 func TestCallerCancellationIsTheContextError(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := vendor(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Retry-After", "5")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		cancel() // the caller gives up while the retry layer waits
+	synctest.Test(t, func(t *testing.T) {
+		var seen counter
+		client := NewClient(WithTransport(handlerTransport{http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen.add("")
+			w.Header().Set("Retry-After", "5")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		})}), WithRetry(RetrySettings{}))
+		defer client.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		time.AfterFunc(time.Second, cancel) // the caller gives up 1 s into the 5 s wait
+		start := time.Now()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://vendor.test/", nil)
+		_, err := client.Do(req)
+		if !errors.Is(err, context.Canceled) || sluice.ErrorOf(err) != nil {
+			t.Fatalf("err = %v; want context.Canceled and no *sluice.Error", err)
+		}
+		if d := time.Since(start); d != time.Second || seen.get("") != 1 {
+			t.Fatalf("returned after %v and %d attempts; want 1s (when the caller gave up) and 1", d, seen.get(""))
+		}
 	})
-	client := NewClient(WithTransport(transport(t)), WithRetry(RetrySettings{}))
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
-	_, err := client.Do(req)
-	if !errors.Is(err, context.Canceled) || sluice.ErrorOf(err) != nil {
-		t.Fatalf("err = %v; want context.Canceled and no *sluice.Error", err)
-	}
 }
 
 // TestOptionsRefuseImpossibleSettings: programmer errors panic at

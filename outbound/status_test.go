@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/sluice-go/sluice"
@@ -54,7 +55,9 @@ func TestStatusShowsChain(t *testing.T) {
 		WithTransport(NewTransport(TransportSettings{MaxConns: 4})),
 		WithRetry(RetrySettings{MaxAttempts: 1}),
 		WithCircuitBreaker(BreakerSettings{MinThroughput: 2, OpenDelay: time.Hour}),
-		WithLocalRateLimit(LocalRateLimitSettings{Requests: 1000, Period: time.Second}),
+		// MaxWait: the three calls may come within one 1ms slot of the
+		// smooth rate; they wait their turn rather than fail rate_limited.
+		WithLocalRateLimit(LocalRateLimitSettings{Requests: 1000, Period: time.Second, MaxWait: time.Second}),
 		WithBulkhead(BulkheadSettings{MaxConcurrent: 3}),
 		WithAttemptTimeout(AttemptTimeoutSettings{Timeout: time.Minute}))
 
@@ -115,43 +118,35 @@ func TestStatusShowsChain(t *testing.T) {
 // TestStatusBulkheadUse: the bulkhead's permits in use and its waiters are
 // shown while calls hold them, and go back to zero when the bodies close.
 func TestStatusBulkheadUse(t *testing.T) {
-	reg := status.NewRegistry()
-	release := make(chan struct{})
-	arrived := make(chan struct{}, 8)
-	url := vendor(t, func(w http.ResponseWriter, r *http.Request) {
-		arrived <- struct{}{}
-		<-release
-	}).URL
-	c := chain(t, newTelemetry(t), WithStatus(reg), WithBulkhead(BulkheadSettings{MaxConcurrent: 2, MaxWait: time.Minute}))
-	var wg sync.WaitGroup
-	for range 3 {
-		wg.Go(func() { _ = call(context.Background(), c, url) })
-	}
-	<-arrived
-	<-arrived
-	// The third call waits for a permit: poll (generously) until the page
-	// shows it, a causal property, not a timing one.
-	var bh status.Layer
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		bh = layerOf(t, reg.Snapshot(context.Background()), sluice.LayerBulkhead)
-		if g, _ := gauge(bh, "queued"); g.Value == 1 || time.Now().After(deadline) {
-			break
+	synctest.Test(t, func(t *testing.T) {
+		reg := status.NewRegistry()
+		release := make(chan struct{})
+		c := NewClient(WithName(policy), WithTelemetry(newTelemetry(t).tel), WithStatus(reg),
+			WithTransport(handlerTransport{http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release })}),
+			WithBulkhead(BulkheadSettings{MaxConcurrent: 2, MaxWait: time.Minute}))
+		defer c.Close()
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() { _ = call(context.Background(), c, "http://vendor.test/") })
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if g, _ := gauge(bh, "in_flight"); g.Value != 2 || g.Max != 2 {
-		t.Errorf("in_flight = %+v, want 2 of 2", g)
-	}
-	if g, _ := gauge(bh, "queued"); g.Value != 1 {
-		t.Errorf("queued = %+v, want 1", g)
-	}
-	close(release)
-	wg.Wait()
-	bh = layerOf(t, reg.Snapshot(context.Background()), sluice.LayerBulkhead)
-	if g, _ := gauge(bh, "in_flight"); g.Value != 0 {
-		t.Errorf("in_flight after = %+v, want 0", g)
-	}
+		synctest.Wait() // two calls are at the vendor, the third waits for a permit
+		bh := layerOf(t, reg.Snapshot(context.Background()), sluice.LayerBulkhead)
+		if g, _ := gauge(bh, "in_flight"); g.Value != 2 || g.Max != 2 {
+			t.Errorf("in_flight = %+v, want 2 of 2", g)
+		}
+		if g, _ := gauge(bh, "queued"); g.Value != 1 {
+			t.Errorf("queued = %+v, want 1", g)
+		}
+		close(release)
+		wg.Wait()
+		bh = layerOf(t, reg.Snapshot(context.Background()), sluice.LayerBulkhead)
+		if g, _ := gauge(bh, "in_flight"); g.Value != 0 {
+			t.Errorf("in_flight after = %+v, want 0", g)
+		}
+		if g, _ := gauge(bh, "queued"); g.Value != 0 {
+			t.Errorf("queued after = %+v, want 0", g)
+		}
+	})
 }
 
 // TestStatusGlobalQuotaOnRedis: the global quota's remaining burst and next
@@ -240,7 +235,7 @@ func TestStatusGlobalQuotaLease(t *testing.T) {
 		if held+back+left+sent == 10 || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // polling: the top-up is a real Redis call, in real time
 	}
 	if held < 0 || held > 5 || back < 0 || held+back+left+sent != 10 {
 		t.Errorf("held %d + to hand back %d + left in Redis %d + sent %d; want 10 with at most MaxLease (5) held",
