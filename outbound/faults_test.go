@@ -360,6 +360,10 @@ func TestVendorFaultMatrix(t *testing.T) {
 	healthy := vendor(t, func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body); io.WriteString(w, "ok") })
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
+			// Each row has its own vendor, transport, client and telemetry;
+			// most of a row's time is a vendor's Retry-After, so rows
+			// overlap their waits.
+			t.Parallel()
 			v := row.vendor(t)
 			tel := newTelemetry(t)
 			ts := TransportSettings{ConnectTimeout: faultTimeout, TLSHandshakeTimeout: faultTimeout,

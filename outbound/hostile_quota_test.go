@@ -128,6 +128,7 @@ func TestHostileUsageClaimBounded(t *testing.T) {
 			for _, claim := range claims {
 				for _, together := range []int{1, 4} {
 					t.Run(mode.name+"/"+via+"/"+strconv.FormatInt(claim, 10)+"x"+strconv.Itoa(together), func(t *testing.T) {
+						t.Parallel() // its own key prefix, client and vendor
 						s, rc := mode.settings(t, GlobalRateLimitSettings{Tokens: 100_000, TokensPeriod: window,
 							EstimateCost: func(*http.Request) int64 { return 1 }, ActualCost: headerUsage})
 						c := globalClient(t, newTelemetry(t), s)

@@ -127,6 +127,7 @@ func TestHostileClusterFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster start and failover are slow")
 	}
+	t.Parallel() // its own cluster; most of its time is waiting for the failover
 	cl := redistest.StartClusterWithReplicas(t)
 	const name = "failover"
 	victim := cl.MasterOf(rkey.Key(name, quota.KindRequests))

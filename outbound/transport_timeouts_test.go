@@ -125,9 +125,12 @@ func TestTransportReadIdleTimeout(t *testing.T) {
 // TestTransportStreamOutlivesReadIdleTimeout: a stream sending a chunk every
 // 50ms for 3s completes under a 500ms read idle timeout and no total timeout.
 func TestTransportStreamOutlivesReadIdleTimeout(t *testing.T) {
-	const chunks = 60
+	// 40 chunks 50ms apart: a 2s stream, twice the idle timeout, whose
+	// gaps are a twentieth of it (room for a loaded machine's scheduling).
+	const chunks = 40
 	for _, proto := range protocols {
 		t.Run(proto, func(t *testing.T) {
+			t.Parallel()
 			s := newTestServer(t, proto, func(w http.ResponseWriter, r *http.Request) {
 				tick := time.NewTicker(50 * time.Millisecond)
 				defer tick.Stop()
@@ -141,7 +144,7 @@ func TestTransportStreamOutlivesReadIdleTimeout(t *testing.T) {
 					}
 				}
 			})
-			tr := newTestTransport(t, s.settings(TransportSettings{ReadIdleTimeout: 500 * time.Millisecond}))
+			tr := newTestTransport(t, s.settings(TransportSettings{ReadIdleTimeout: time.Second}))
 			n, err := readAll(t, tr, s.url(testHosts[0], "/stream"))
 			if err != nil {
 				t.Fatalf("stream failed after %d bytes: %v", n, err)

@@ -28,6 +28,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluice-go/sluice/internal/redistest"
+	"github.com/sluice-go/sluice/internal/testenv"
 )
 
 // documented is every error the app may answer under load, from the table in
@@ -300,9 +301,7 @@ const (
 // again: their keys reappeared, the scripts were reloaded with EVAL, and
 // degraded stopped growing.
 func TestRedisChaosUnderLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("about 12s of load: skipped with -short")
-	}
+	testenv.Long(t) // about 12s of load with Redis killed, paused and flushed
 	srv := redistest.Start(t)
 	rc := srv.Client()
 	a := startApp(t, config(t, chaosEnv(srv.URL, nil)))

@@ -116,7 +116,7 @@ func gzipped(t *testing.T, prefix string, fill byte, n int) []byte {
 // active slots must not shut out a legitimate request, and are cut off with
 // 408 within SLUICE_BODY_TIMEOUT.
 func TestHostileSlowBodiesDoNotHoldAdmissionSlots(t *testing.T) {
-	const bodyTimeout = 10 * time.Second
+	const bodyTimeout = 5 * time.Second
 	a := startApp(t, config(t, map[string]string{"SLUICE_QUEUE_ACTIVE": "2",
 		"SLUICE_BODY_TIMEOUT": bodyTimeout.String()}))
 

@@ -67,7 +67,9 @@ func TestReadyzDegradedWithRedisDown(t *testing.T) {
 // SLUICE_SHUTDOWN_DELAY while the app keeps serving, then the listener
 // closes and serve returns.
 func TestReadyzShuttingDown(t *testing.T) {
-	cfg := config(t, map[string]string{"SLUICE_SHUTDOWN_DELAY": "10s"})
+	// 4s: ample for the few loopback requests below, each bounded by a
+	// causal event, even on a loaded machine.
+	cfg := config(t, map[string]string{"SLUICE_SHUTDOWN_DELAY": "4s"})
 	a, err := NewApp(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +100,7 @@ func TestReadyzShuttingDown(t *testing.T) {
 	}
 	cancel() // the SIGTERM path
 	// The flag is set as soon as serve sees ctx done; the app keeps serving
-	// for 10s, so the wait below is bounded by a causal event, not a timer.
+	// for 4s, so the wait below is bounded by a causal event, not a timer.
 	for {
 		code, body := get("/readyz")
 		if code == http.StatusServiceUnavailable {
