@@ -16,6 +16,7 @@ func TestDocSnippetsCompile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles the docs' snippets with the go command")
 	}
+	t.Parallel() // the go command's time, overlapping the README build
 	files, err := filepath.Glob("docs/*.md")
 	if err != nil {
 		t.Fatal(err)

@@ -30,6 +30,7 @@ func TestReadmeWiringAnswersRight(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the README's example with the go command")
 	}
+	t.Parallel() // the go command's time, overlapping the docs' snippets
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)

@@ -91,6 +91,7 @@ func tryExchange(srv *httptest.Server, raw string) (int, body, error) {
 func TestBufferBody(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
+			t.Parallel() // its own server; the time is the timeouts it waits out
 			srv := httptest.NewServer(v.wrap(time.Second, 0, func(w http.ResponseWriter, r *http.Request) {
 				b, err := io.ReadAll(r.Body)
 				if err != nil || r.ContentLength != int64(len(b)) {
@@ -128,6 +129,7 @@ func TestBufferBody(t *testing.T) {
 func TestHostileSlowUploadHoldsNoAdmissionSlot(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
+			t.Parallel() // its own server; the time is the timeouts it waits out
 			arrived := make(chan struct{}, 10)
 			entered := make(chan struct{}, 10) // a request entered the chain
 			chain := v.wrap(2*time.Second, 0, func(w http.ResponseWriter, r *http.Request) {
@@ -171,6 +173,7 @@ func TestHostileSlowUploadHoldsNoAdmissionSlot(t *testing.T) {
 func TestHostileDeadlineEndsWritesToAClientThatNeverReads(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
+			t.Parallel() // its own server; the time is the timeouts it waits out
 			const budget = 500 * time.Millisecond
 			ended := make(chan error, 1)
 			srv := httptest.NewServer(v.wrap(0, budget, func(w http.ResponseWriter, r *http.Request) {

@@ -245,6 +245,7 @@ func TestGlobalRetryWaitsForItsTurn(t *testing.T) {
 // TestGlobalOnRedisCluster: the same quota works through a ClusterClient:
 // two clients share 2 requests per hour.
 func TestGlobalOnRedisCluster(t *testing.T) {
+	t.Parallel() // its own cluster; most of its time is the cluster starting
 	cl := redistest.StartCluster(t)
 	var n counter
 	url := fleetVendor(t, &n)

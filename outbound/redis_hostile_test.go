@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-go/sluice/internal/quota"
 	"github.com/sluice-go/sluice/internal/redistest"
 	"github.com/sluice-go/sluice/internal/rkey"
+	"github.com/sluice-go/sluice/internal/testenv"
 	"github.com/sluice-go/sluice/otelx"
 )
 
@@ -124,10 +125,9 @@ func TestHostileRedisClientIgnoringDeadlines(t *testing.T) {
 // fresh quota on the failed-over slots admits exactly its burst across both
 // processes, with no fallback.
 func TestHostileClusterFailover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster start and failover are slow")
-	}
-	t.Parallel() // its own cluster; most of its time is waiting for the failover
+	// Six servers, a master killed under load and the replica's election:
+	// about 12s, in the long stage (and in scripts/hostile.sh).
+	testenv.Long(t)
 	cl := redistest.StartClusterWithReplicas(t)
 	const name = "failover"
 	victim := cl.MasterOf(rkey.Key(name, quota.KindRequests))

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/sluice-go/sluice/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -23,6 +25,7 @@ func TestMain(m *testing.M) {
 // were admitted and saw no other errors, per-call mode ran about one script
 // per admitted request, and the latency histogram holds every admitted call.
 func TestFleetscaleSmoke(t *testing.T) {
+	testenv.Long(t) // worker processes sharing a quota for 2s per mode
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("redis-server is not on the PATH")

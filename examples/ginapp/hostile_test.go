@@ -116,6 +116,7 @@ func gzipped(t *testing.T, prefix string, fill byte, n int) []byte {
 // active slots must not shut out a legitimate request, and are cut off with
 // 408 within SLUICE_BODY_TIMEOUT.
 func TestHostileSlowBodiesDoNotHoldAdmissionSlots(t *testing.T) {
+	t.Parallel() // its own app; most of its time is the body timeout
 	const bodyTimeout = 5 * time.Second
 	a := startApp(t, config(t, map[string]string{"SLUICE_QUEUE_ACTIVE": "2",
 		"SLUICE_BODY_TIMEOUT": bodyTimeout.String()}))

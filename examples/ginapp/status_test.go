@@ -67,6 +67,7 @@ func TestReadyzDegradedWithRedisDown(t *testing.T) {
 // SLUICE_SHUTDOWN_DELAY while the app keeps serving, then the listener
 // closes and serve returns.
 func TestReadyzShuttingDown(t *testing.T) {
+	t.Parallel() // its own app; most of its time is the shutdown delay
 	// 4s: ample for the few loopback requests below, each bounded by a
 	// causal event, even on a loaded machine.
 	cfg := config(t, map[string]string{"SLUICE_SHUTDOWN_DELAY": "4s"})
