@@ -235,7 +235,7 @@ func (l *Limiter) reserveLeased(ctx context.Context, cost int64, budget time.Dur
 		// The request's own share (one request and its cost) is a Redis
 		// reservation like per-call mode's; the rest is held.
 		if wait == 0 {
-			lz.add(time.Now(), kr-min(kr, 1), kc-min(kc, cost))
+			l.keepLease(time.Now(), kr-min(kr, 1), kc-min(kc, cost))
 		}
 		r := &Reservation{l: l, cost: cost, wait: wait}
 		if err := sleep(ctx, wait); err != nil {
@@ -304,12 +304,24 @@ func (l *Limiter) maybePrefetch(now time.Time) {
 		// turn.
 		st, _, kr, kc, err := l.runLease(context.Background(), 0, 0, wantReq, wantCost, retReq, retCost)
 		if err == nil && st == 0 {
-			lz.add(time.Now(), kr, kc)
+			l.keepLease(time.Now(), kr, kc)
 		}
 		lz.mu.Lock()
 		lz.fetching = false
 		lz.mu.Unlock()
 	}()
+}
+
+// keepLease holds a granted lease, unless a cooldown began while its script
+// ran (a prefetch in flight when the cooldown's message arrived): then, as in
+// setCooldown, it goes to the return, so that nothing held goes out when the
+// cooldown ends. setCooldown stores the cooldown before it drops, and this
+// adds before it reads the cooldown, so one of the two drops whatever lands.
+func (l *Limiter) keepLease(now time.Time, req, cost int64) {
+	l.lease.add(now, req, cost)
+	if time.Unix(0, l.cooldown.Load()).After(now) {
+		l.lease.drop()
+	}
 }
 
 // setCooldown records a cooldown of d from now locally and drops the lease.

@@ -126,6 +126,26 @@ func TestLeaseBoundInProcess(t *testing.T) {
 	}
 }
 
+// A lease whose script was in flight when a cooldown arrived (a prefetch
+// granted just before the cooldown was set) is not held during the cooldown:
+// it goes to the return like the rest. (TestLeaseCooldownPubSub met this
+// race on a loaded machine: "b still holds 3 leased requests".)
+func TestLeaseLandingDuringCooldownIsReturned(t *testing.T) {
+	s := redistest.New(t)
+	cfg := Config{Requests: 1000, Per: time.Second, Burst: 100, Lease: true, MaxLease: 100, Fallback: FailClosed}
+	l := newLimiter(t, guardFor(t, s.URL, redisx.Options{Timeout: time.Second}), s.Prefix, cfg)
+	now := time.Now()
+	l.setCooldown(now, 30*time.Second)
+	l.keepLease(now, 7, 0) // the in-flight prefetch lands
+	if snap := l.Snapshot(); snap.LeasedRequests != 0 || snap.ReturnRequests != 7 {
+		t.Fatalf("after a lease landed during a cooldown: %+v; want nothing held, 7 to return", snap)
+	}
+	l.keepLease(now.Add(31*time.Second), 5, 0) // after the cooldown: held
+	if snap := l.Snapshot(); snap.LeasedRequests != 5 {
+		t.Fatalf("after the cooldown: %+v; want 5 held", snap)
+	}
+}
+
 // A cooldown set by one process reaches a lease-mode process through
 // pub/sub: it stops spending the lease it holds, and hands the lease back.
 func TestLeaseCooldownPubSub(t *testing.T) {
