@@ -69,6 +69,9 @@ type Vendor struct {
 	second   int64
 	inSecond int64
 
+	connMu sync.Mutex
+	open   map[net.Conn]struct{} // the sockets open at the vendor
+
 	conns, inflight                     atomic.Int64
 	requests, served, limited, overload atomic.Int64
 	errors, peakConns, peakInflight     atomic.Int64
@@ -129,13 +132,31 @@ func (v *Vendor) Stats() Stats {
 // OpenConns is the number of TCP connections open now.
 func (v *Vendor) OpenConns() int64 { return v.conns.Load() }
 
-func (v *Vendor) connState(_ net.Conn, s http.ConnState) {
+// connState counts the sockets open at the vendor. A socket whose client has
+// closed it counts until the server's goroutine for it reads the end of
+// stream, which a loaded machine can delay past the client's next dial; so a
+// new socket first asks the kernel about the others (peerClosed), since it
+// already holds their client's FIN. Without that, the peak could show one
+// socket more than the client ever had open.
+func (v *Vendor) connState(c net.Conn, s http.ConnState) {
+	v.connMu.Lock()
+	defer v.connMu.Unlock()
 	switch s {
 	case http.StateNew:
-		storeMax(&v.peakConns, v.conns.Add(1))
+		if v.open == nil {
+			v.open = map[net.Conn]struct{}{}
+		}
+		for o := range v.open {
+			if peerClosed(o) {
+				delete(v.open, o)
+			}
+		}
+		v.open[c] = struct{}{}
+		storeMax(&v.peakConns, int64(len(v.open)))
 	case http.StateClosed, http.StateHijacked:
-		v.conns.Add(-1)
+		delete(v.open, c)
 	}
+	v.conns.Store(int64(len(v.open)))
 }
 
 func storeMax(peak *atomic.Int64, n int64) {
