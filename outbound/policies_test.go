@@ -67,8 +67,17 @@ func settle(t *testing.T, v *connVendor, tr *http.Transport, ot *openTransport, 
 	// wait, with a generous bound, until each has been released. These tests
 	// count real sockets (connVendor), so they cannot run in a synctest
 	// bubble, and the drains read real sockets in real time.
-	for deadline := time.Now().Add(10 * time.Second); ot.open.Load() != 0 && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond) // polling a counter; the condition, not the time, ends the wait
+	// A losing attempt also gives its bulkhead permit back as it unwinds,
+	// which may be after the winner's call has returned: wait for that too
+	// (a permit that never comes back still fails below, after 10s).
+	permits := func() int64 {
+		if tm == nil {
+			return 0
+		}
+		return tm.sum(t, otelx.MetricActive, string(otelx.AttrLayer), string(sluice.LayerBulkhead))
+	}
+	for deadline := time.Now().Add(10 * time.Second); (ot.open.Load() != 0 || permits() != 0) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond) // polling counters; the condition, not the time, ends the wait
 	}
 	tr.CloseIdleConnections()
 	v.Close()
@@ -79,10 +88,8 @@ func settle(t *testing.T, v *connVendor, tr *http.Transport, ot *openTransport, 
 	if n := ot.open.Load(); n != 0 {
 		t.Errorf("%d attempts still hold a response body (a socket); want 0", n)
 	}
-	if tm != nil {
-		if n := tm.sum(t, otelx.MetricActive, string(otelx.AttrLayer), string(sluice.LayerBulkhead)); n != 0 {
-			t.Errorf("bulkhead permits held = %d; want 0", n)
-		}
+	if n := permits(); n != 0 {
+		t.Errorf("bulkhead permits held = %d; want 0", n)
 	}
 }
 
