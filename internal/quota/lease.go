@@ -230,24 +230,12 @@ func (l *Limiter) reserveLeased(ctx context.Context, cost int64, budget time.Dur
 		}
 		return l.fallback(ctx, cost, budget, err)
 	}
-	switch st {
-	case 0:
+	if st == 0 && wait == 0 {
 		// The request's own share (one request and its cost) is a Redis
 		// reservation like per-call mode's; the rest is held.
-		if wait == 0 {
-			l.keepLease(time.Now(), kr-min(kr, 1), kc-min(kc, cost))
-		}
-		r := &Reservation{l: l, cost: cost, wait: wait}
-		if err := sleep(ctx, wait); err != nil {
-			_ = r.Cancel(context.WithoutCancel(ctx))
-			return nil, sluice.NewError(sluice.LayerGlobalRateLimiter, sluice.ReasonQueueTimeout, err)
-		}
-		return r, nil
-	case 2:
-		return nil, &sluice.Error{Layer: sluice.LayerGlobalRateLimiter, Reason: sluice.ReasonVendorCooldown, RetryAfter: wait}
-	default:
-		return nil, l.overLimit(wait)
+		l.keepLease(time.Now(), kr-min(kr, 1), kc-min(kc, cost))
 	}
+	return l.decided(ctx, st, wait, cost)
 }
 
 // runLease runs leaseScript and parses its reply; a cooldown it reports is

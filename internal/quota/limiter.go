@@ -414,6 +414,14 @@ func (l *Limiter) Reserve(ctx context.Context, cost int64) (*Reservation, error)
 	if perr != nil {
 		return nil, perr
 	}
+	return l.decided(ctx, st, wait, cost)
+}
+
+// decided turns a script's decision (status st: 0 admitted after wait, 2 a
+// vendor cooldown of wait, else over the limit until wait) into Reserve's
+// answer, waiting out an admitted turn; a caller that gives up meanwhile
+// gets its reservation refunded.
+func (l *Limiter) decided(ctx context.Context, st int64, wait time.Duration, cost int64) (*Reservation, error) {
 	switch st {
 	case 0:
 		r := &Reservation{l: l, cost: cost, wait: wait}
